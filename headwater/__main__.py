@@ -1,0 +1,5 @@
+"""`python -m headwater` is the `headwater` CLI."""
+
+from headwater.cli import main
+
+main()

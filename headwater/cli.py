@@ -1,0 +1,85 @@
+"""The `headwater` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import typer
+
+from headwater.commands import (
+    container_jobs,  # noqa: F401  (adds `run container-job`, `run pipeline`)
+    db_migration,  # noqa: F401  (adds `run db-migration`)
+    image_pipeline,  # noqa: F401  (adds `run image-pipeline`)
+    leak_detection,  # noqa: F401  (adds `run leak-*`)
+    mail_migration,  # noqa: F401  (adds `run mail-migration*`)
+    orchestration,
+    run,
+    services,
+)
+from headwater.errors import HeadwaterError
+from headwater.settings import get_settings
+
+app = typer.Typer(
+    help="Headwater: a workflow-orchestrated data platform on Prefect 3.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(services.app, name="services")
+app.add_typer(run.app, name="run")
+
+blocks_app = typer.Typer(help="Prefect blocks (credentials, connections).", no_args_is_help=True)
+app.add_typer(blocks_app, name="blocks")
+
+try:  # the container capability adds `headwater tools ...`
+    from headwater.commands import tools
+
+    app.add_typer(tools.app, name="tools")
+except ImportError:  # pragma: no cover - until the capability lands
+    pass
+orchestration.register(app)
+
+
+@blocks_app.command("register")
+def blocks_register(
+    local_services: bool = typer.Option(
+        True, help="Also save blocks for the local dev services of `headwater services up`."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the saved block names as JSON."),
+) -> None:
+    """Register block types and save Headwater's blocks (idempotent: overwrites)."""
+    from blocks.registry import register_blocks
+
+    saved = register_blocks(get_settings(), local_services=local_services)
+    if as_json:
+        typer.echo(json.dumps({"blocks": saved}))
+    else:
+        for name in saved:
+            typer.echo(name)
+
+
+@app.command()
+def server(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(4200, help="Port of the API and UI."),
+) -> None:
+    """Run the Prefect server and UI in the foreground (Ctrl-C stops it)."""
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    typer.echo(f"Prefect UI: http://{host}:{port}  API: http://{host}:{port}/api")
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
+    raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning Headwater errors into one clear line."""
+    try:
+        app()
+    except HeadwaterError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

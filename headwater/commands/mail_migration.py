@@ -1,0 +1,3 @@
+"""CLI commands of the mail-migration capability (added to `headwater run`)."""
+
+from headwater.commands.run import app  # noqa: F401
