@@ -46,7 +46,7 @@ def register_blocks(settings: Settings | None = None, local_services: bool = Tru
 
     from blocks.imap import ImapAccount
     from blocks.mongo import MongoConnection
-    from headwater.storage import s3_bucket_block
+    from headwater.storage import RESULTS_BLOCK, s3_bucket_block
 
     settings = settings or get_settings()
     for block_type in (AwsCredentials, S3Bucket, SqlAlchemyConnector, MongoConnection, ImapAccount):
@@ -63,13 +63,18 @@ def register_blocks(settings: Settings | None = None, local_services: bool = Tru
         bucket = s3_bucket_block(store_settings)
         save(bucket.credentials, "headwater-s3")
         save(bucket, "headwater-artifacts")
+        results = bucket.model_copy(update={"bucket_folder": "prefect-results"})
+        save(results, RESULTS_BLOCK)
     if settings.database_url:
         save(sql_connector_from_url(settings.database_url), "headwater-db")
     if local_services:
         save(sql_connector_from_url(settings.postgres_url.get_secret_value()), "local-postgres")
         save(sql_connector_from_url(settings.mariadb_url.get_secret_value()), "local-mariadb")
         save(MongoConnection(url=settings.mongo_url), "local-mongo")
-        for side, port in (("source", settings.imap_source_port), ("dest", settings.imap_dest_port)):
+        for side, port in (
+            ("source", settings.imap_source_port),
+            ("dest", settings.imap_dest_port),
+        ):
             for user in ("alice", "bob", "carol"):
                 save(
                     ImapAccount(

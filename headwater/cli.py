@@ -72,8 +72,38 @@ def server(
     raise typer.Exit(subprocess.call(cmd, env=env))
 
 
+@app.command()
+def check(as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> None:
+    """Check the configuration: artifact store, Headwater database, Prefect API."""
+    from headwater.checks import check_configuration
+
+    results = check_configuration(get_settings())
+    if as_json:
+        typer.echo(json.dumps({"checks": results}))
+    else:
+        for item in results:
+            typer.echo(f"ok: {item['name']}: {item['detail']}")
+
+
+def _settings_error_line(exc: Exception) -> str:
+    """One line naming the HEADWATER_* setting a pydantic validation error is about."""
+    errors = getattr(exc, "errors", lambda: [])()
+    parts = []
+    for err in errors:
+        field = str(err.get("loc", ["?"])[0])
+        parts.append(f"HEADWATER_{field.upper()}: {err.get('msg')}")
+    return "; ".join(parts) or str(exc).splitlines()[0]
+
+
 def main() -> None:
-    """Entry point: run the CLI, turning Headwater errors into one clear line."""
+    """Entry point: run the CLI, turning configuration and input errors into one clear line."""
+    from pydantic import ValidationError
+
+    try:
+        get_settings()
+    except ValidationError as exc:
+        typer.echo(f"error: {_settings_error_line(exc)}", err=True)
+        sys.exit(2)
     try:
         app()
     except HeadwaterError as exc:

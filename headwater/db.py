@@ -55,5 +55,7 @@ def upgrade(url: str | None = None) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", (url or get_settings().sqlalchemy_url()).replace("%", "%%"))
+    cfg.set_main_option(
+        "sqlalchemy.url", (url or get_settings().sqlalchemy_url()).replace("%", "%%")
+    )
     command.upgrade(cfg, "heads")

@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
 from headwater.errors import ConfigError, InputError
@@ -23,8 +23,7 @@ def validate_key(key: str) -> str:
     """Return `key` if it is a safe relative object key, else raise InputError naming it."""
     if not key or key.startswith("/") or "\\" in key or "\x00" in key:
         raise InputError(f"invalid artifact key {key!r}: must be a relative POSIX path")
-    parts = PurePosixPath(key).parts
-    if any(p in ("..", ".") for p in parts):
+    if any(part in ("..", ".") for part in key.split("/")):
         raise InputError(f"invalid artifact key {key!r}: '.' and '..' are not allowed")
     return key
 
@@ -213,9 +212,15 @@ def s3_bucket_block(settings: Settings) -> Any:
     from prefect_aws import AwsCredentials, S3Bucket
     from prefect_aws.client_parameters import AwsClientParameters
 
-    params = AwsClientParameters(endpoint_url=settings.s3_endpoint_url) if settings.s3_endpoint_url else AwsClientParameters()
+    params = (
+        AwsClientParameters(endpoint_url=settings.s3_endpoint_url)
+        if settings.s3_endpoint_url
+        else AwsClientParameters()
+    )
     creds = AwsCredentials(
-        aws_access_key_id=settings.s3_access_key.get_secret_value() if settings.s3_access_key else None,
+        aws_access_key_id=settings.s3_access_key.get_secret_value()
+        if settings.s3_access_key
+        else None,
         aws_secret_access_key=settings.s3_secret_key,
         region_name=settings.s3_region,
         aws_client_parameters=params,
@@ -230,7 +235,9 @@ def get_store(settings: Settings | None = None) -> ArtifactStore:
         return LocalStore(settings.artifacts_dir)
     if settings.storage == "s3":
         return S3Store(s3_bucket_block(settings))
-    raise ConfigError("HEADWATER_STORAGE", f"unknown back end {settings.storage!r}; use 'local' or 's3'")
+    raise ConfigError(
+        "HEADWATER_STORAGE", f"unknown back end {settings.storage!r}; use 'local' or 's3'"
+    )
 
 
 def check_store(store: ArtifactStore) -> None:
@@ -252,24 +259,31 @@ def check_store(store: ArtifactStore) -> None:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):
             raise ConfigError(
-                "HEADWATER_S3_ACCESS_KEY/HEADWATER_S3_SECRET_KEY", f"rejected by the server ({code})"
+                "HEADWATER_S3_ACCESS_KEY/HEADWATER_S3_SECRET_KEY",
+                f"rejected by the server ({code})",
             ) from None
         if code in ("404", "NoSuchBucket"):
-            raise ConfigError("HEADWATER_S3_BUCKET", f"bucket {store.bucket!r} does not exist") from None
+            raise ConfigError(
+                "HEADWATER_S3_BUCKET", f"bucket {store.bucket!r} does not exist"
+            ) from None
         raise ConfigError("HEADWATER_S3_ENDPOINT_URL", f"S3 error {code}") from None
     except BotoCoreError as exc:
         raise ConfigError("HEADWATER_S3_ENDPOINT_URL", str(exc)) from None
 
 
-def result_storage(settings: Settings | None = None) -> Any:
-    """Prefect result storage matching the artifact store (flow results persist to it)."""
+RESULTS_BLOCK = "headwater-results"
+
+
+def result_storage(settings: Settings | None = None) -> str | Path:
+    """Prefect result storage matching the artifact store (flow results persist to it).
+
+    Local back end: a folder under the artifact store. S3 back end: the saved prefect-aws
+    `S3Bucket` block `s3-bucket/headwater-results` (`headwater blocks register` creates it),
+    because Prefect needs result storage persisted server-side so workers can read it.
+    """
     settings = settings or get_settings()
     if settings.storage == "s3":
-        block = s3_bucket_block(settings)
-        block.bucket_folder = "prefect-results"
-        return block
-    from prefect.filesystems import LocalFileSystem
-
+        return f"s3-bucket/{RESULTS_BLOCK}"
     path = settings.artifacts_dir / "prefect-results"
     path.mkdir(parents=True, exist_ok=True)
-    return LocalFileSystem(basepath=str(path))
+    return path

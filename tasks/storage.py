@@ -31,7 +31,7 @@ class Progress:
             self.artifact_id = create_progress_artifact(  # type: ignore[assignment]
                 progress=0.0 if self.total else 100.0, key=key, description=description
             )
-        except Exception:  # noqa: BLE001 - no run context / API: progress is best effort
+        except Exception:
             self.artifact_id = None
 
     @property
@@ -65,7 +65,7 @@ def publish_table(rows: list[dict[str, Any]], key: str, description: str = "") -
     """Publish a table artifact (best effort outside a run)."""
     try:
         create_table_artifact(table=rows, key=artifact_key(key), description=description)
-    except Exception:  # noqa: BLE001 - no run context: nothing to publish to
+    except Exception:
         pass
 
 
@@ -73,7 +73,7 @@ def publish_markdown(markdown: str, key: str, description: str = "") -> None:
     """Publish a markdown artifact (best effort outside a run)."""
     try:
         create_markdown_artifact(markdown=markdown, key=artifact_key(key), description=description)
-    except Exception:  # noqa: BLE001 - no run context: nothing to publish to
+    except Exception:
         pass
 
 
