@@ -18,21 +18,14 @@ from headwater.storage import get_store
 
 
 class Progress:
-    """A progress artifact in the UI: created once, updated as batches finish.
-
-    Outside a flow run it only counts (the artifact API needs a run context).
-    """
+    """A progress artifact in the UI: created once, updated as batches finish."""
 
     def __init__(self, total: int, key: str, description: str = "") -> None:
         self.total = max(int(total), 0)
         self.done = 0
-        self.artifact_id: UUID | None = None
-        try:
-            self.artifact_id = create_progress_artifact(  # type: ignore[assignment]
-                progress=0.0 if self.total else 100.0, key=key, description=description
-            )
-        except Exception:
-            self.artifact_id = None
+        self.artifact_id: UUID | None = create_progress_artifact(  # type: ignore[assignment]
+            progress=0.0 if self.total else 100.0, key=artifact_key(key), description=description
+        )
 
     @property
     def percent(self) -> float:
@@ -62,19 +55,13 @@ def artifact_key(text: str) -> str:
 
 
 def publish_table(rows: list[dict[str, Any]], key: str, description: str = "") -> None:
-    """Publish a table artifact (best effort outside a run)."""
-    try:
-        create_table_artifact(table=rows, key=artifact_key(key), description=description)
-    except Exception:
-        pass
+    """Publish a table artifact (shown on the flow run's Artifacts tab)."""
+    create_table_artifact(table=rows, key=artifact_key(key), description=description)
 
 
 def publish_markdown(markdown: str, key: str, description: str = "") -> None:
-    """Publish a markdown artifact (best effort outside a run)."""
-    try:
-        create_markdown_artifact(markdown=markdown, key=artifact_key(key), description=description)
-    except Exception:
-        pass
+    """Publish a markdown artifact (shown on the flow run's Artifacts tab)."""
+    create_markdown_artifact(markdown=markdown, key=artifact_key(key), description=description)
 
 
 @task(retries=3, retry_delay_seconds=[1, 5, 15])
