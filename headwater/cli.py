@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import typer
 
@@ -87,7 +88,7 @@ def check(as_json: bool = typer.Option(False, "--json", help="Print the result a
 
 def _settings_error_line(exc: Exception) -> str:
     """One line naming the HEADWATER_* setting a pydantic validation error is about."""
-    errors = getattr(exc, "errors", lambda: [])()
+    errors: list[dict[str, Any]] = getattr(exc, "errors", list)()
     parts = []
     for err in errors:
         field = str(err.get("loc", ["?"])[0])
