@@ -94,7 +94,9 @@ def failed_names(report_path: Path) -> list[str]:
     try:
         report = json.loads(report_path.read_text())
     except (OSError, ValueError) as exc:
-        raise InputError(f"--only-failed {report_path}: not a readable JSON report ({exc})") from None
+        raise InputError(
+            f"--only-failed {report_path}: not a readable JSON report ({exc})"
+        ) from None
     if "failed" not in report:
         raise InputError(f"--only-failed {report_path}: no 'failed' list (not a batch report)")
     return list(report["failed"])

@@ -1,0 +1,1 @@
+"""Test helpers of the mail-migration capability (corpus loading, mailbox reset)."""
