@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import typer
 from pydantic import ValidationError
@@ -14,30 +15,46 @@ from headwater.errors import InputError
 
 @app.command("image-pipeline")
 def image_pipeline_command(
-    catalog: str = typer.Option(..., "--catalog", help="Catalogue CSV/Parquet: path, s3://bucket/key or store key."),
-    images: str = typer.Option(..., "--images", help="Image folder, s3://bucket/prefix or store prefix."),
-    path_template: str = typer.Option("{id}.jpg", "--path-template", help="Image path from columns."),
-    filter_: str | None = typer.Option(None, "--filter", help='e.g. gender == "Women" and year >= 2012'),
+    catalog: str = typer.Option(
+        ..., "--catalog", help="Catalogue CSV/Parquet: path, s3://bucket/key or store key."
+    ),
+    images: str = typer.Option(
+        ..., "--images", help="Image folder, s3://bucket/prefix or store prefix."
+    ),
+    path_template: str = typer.Option(
+        "{id}.jpg", "--path-template", help="Image path from columns."
+    ),
+    filter_: str | None = typer.Option(
+        None, "--filter", help='e.g. gender == "Women" and year >= 2012'
+    ),
     op: list[str] = typer.Option(
-        ["resize:256x256", "format:webp"], "--op", help="Operation (repeatable): resize:WxH, format:webp ..."
+        ["resize:256x256", "format:webp"],
+        "--op",
+        help="Operation (repeatable): resize:WxH, format:webp ...",
     ),
     features: bool = typer.Option(False, "--features", help="Perceptual hash + dominant colour."),
     limit: int | None = typer.Option(None, "--limit", help="At most N selected images."),
     sample: int | None = typer.Option(None, "--sample", help="Random sample of N selected images."),
     chunk_size: int = typer.Option(1000, "--chunk-size", help="Images per task."),
-    shard_size: int | None = typer.Option(None, "--shard-size", help="Write tar shards of N images."),
-    max_pixels: int | None = typer.Option(None, "--max-pixels", help="Decompression-bomb pixel limit."),
+    shard_size: int | None = typer.Option(
+        None, "--shard-size", help="Write tar shards of N images."
+    ),
+    max_pixels: int | None = typer.Option(
+        None, "--max-pixels", help="Decompression-bomb pixel limit."
+    ),
     out: str | None = typer.Option(None, "--out", help="Output root; default the artifact store."),
     run_id: str | None = typer.Option(None, "--run-id", help="Run id; reuse it to resume a run."),
     workers: int | None = typer.Option(None, "--workers", help="Processes per chunk."),
     task_runner: str = typer.Option("default", "--task-runner", help="default or dask."),
-    dask_address: str | None = typer.Option(None, "--dask-address", help="Existing Dask scheduler."),
+    dask_address: str | None = typer.Option(
+        None, "--dask-address", help="Existing Dask scheduler."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
-    """Filter a catalogue and transform the selected images in chunks (images + manifest per run)."""
+    """Filter a catalogue and transform the selected images in chunks (images + manifest)."""
     from flows.image_pipeline import ImagePipelineParams, image_pipeline
 
-    fields = {
+    fields: dict[str, Any] = {
         "catalog": catalog,
         "images": images,
         "path_template": path_template,
@@ -69,10 +86,13 @@ def image_pipeline_command(
     if summary.get("empty"):
         typer.echo("The filter selected no images: wrote an empty manifest.")
     typer.echo(
-        f"run {summary['run_id']}: {summary['selected']} selected, {summary['processed']} processed, "
+        f"run {summary['run_id']}: {summary['selected']} selected, "
+        f"{summary['processed']} processed, "
         f"{summary['errors']} errors -> {summary['location']}"
     )
     if summary.get("malformed_lines"):
         typer.echo(f"malformed catalogue lines: {', '.join(map(str, summary['malformed_lines']))}")
     if summary.get("colour_agreement") is not None:
-        typer.echo(f"colour agreement: {summary['colour_agreement']:.1%} of {summary['colour_checked']}")
+        typer.echo(
+            f"colour agreement: {summary['colour_agreement']:.1%} of {summary['colour_checked']}"
+        )

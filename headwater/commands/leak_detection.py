@@ -83,12 +83,19 @@ def leak_detect(
     group: list[str] | None = typer.Option(None, "--group", help="Sensor group(s) (default: all)."),
     now: datetime | None = typer.Option(None, "--now", help="Reference time for offline checks."),
     plots: bool = typer.Option(True, "--plots/--no-plots"),
+    detector: str = typer.Option(
+        "matrix-profile", "--detector", help="matrix-profile | night-flow"
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run one scheduled leak-detection run now (the flow, in this process)."""
     from flows.leak_detection import LeakDetectionParams, leak_detection
 
-    result = leak_detection(LeakDetectionParams(groups=group or None, now=now, plots=plots))
+    if detector not in ("matrix-profile", "night-flow"):
+        raise InputError(f"--detector {detector!r}: use matrix-profile or night-flow")
+    result = leak_detection(
+        LeakDetectionParams(groups=group or None, now=now, plots=plots, detector=detector)  # type: ignore[arg-type]
+    )
     _emit(result, as_json)
 
 

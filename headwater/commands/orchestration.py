@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,24 @@ def api_client(url: str | None = None, timeout: float = 30.0) -> httpx.Client:
     return httpx.Client(base_url=(url or api_url()) + "/", timeout=timeout)
 
 
+#: HTTP statuses of a busy server (SQLite lock, overload): the request is safe to repeat.
+RETRY_STATUSES = {429, 502, 503, 504}
+
+
+def request(
+    client: httpx.Client, method: str, url: str, attempts: int = 6, **kwargs: Any
+) -> httpx.Response:
+    """Send a request, repeating it with backoff while the server answers busy (429/50x)."""
+    delay = 0.5
+    for attempt in range(attempts):
+        resp = client.request(method, url, **kwargs)
+        if resp.status_code not in RETRY_STATUSES or attempt == attempts - 1:
+            return resp
+        time.sleep(delay)
+        delay = min(delay * 2, 8.0)
+    return resp
+
+
 def _check(resp: httpx.Response, what: str) -> Any:
     if resp.status_code == 404:
         raise InputError(f"{what}: not found on the Prefect server")
@@ -71,7 +90,7 @@ def resolve_deployment(client: httpx.Client, name: str) -> dict[str, Any]:
             ) from None
     flow_name, deployment_name = name.split("/", 1)
     try:
-        resp = client.get(f"deployments/name/{flow_name}/{deployment_name}")
+        resp = request(client, "GET", f"deployments/name/{flow_name}/{deployment_name}")
     except httpx.HTTPError as exc:
         raise ConfigError("PREFECT_API_URL", f"cannot reach {client.base_url}: {exc}") from None
     result: dict[str, Any] = _check(resp, f"deployment {name!r}")
@@ -87,14 +106,15 @@ def create_flow_run(
     tags: list[str] | None = None,
 ) -> dict[str, Any]:
     """POST /deployments/{id}/create_flow_run; return the new flow run."""
-    body: dict[str, Any] = {"parameters": parameters or {}}
+    # the idempotency key makes a repeated POST (after a busy answer) create one run, not two
+    body: dict[str, Any] = {"parameters": parameters or {}, "idempotency_key": str(uuid.uuid4())}
     if job_variables:
         body["job_variables"] = job_variables
     if name:
         body["name"] = name
     if tags:
         body["tags"] = tags
-    resp = client.post(f"deployments/{deployment_id}/create_flow_run", json=body)
+    resp = request(client, "POST", f"deployments/{deployment_id}/create_flow_run", json=body)
     result: dict[str, Any] = _check(resp, f"create_flow_run on deployment {deployment_id}")
     return result
 
@@ -102,7 +122,7 @@ def create_flow_run(
 def read_flow_run(client: httpx.Client, flow_run_id: str) -> dict[str, Any]:
     """GET /flow_runs/{id}."""
     result: dict[str, Any] = _check(
-        client.get(f"flow_runs/{flow_run_id}"), f"flow run {flow_run_id}"
+        request(client, "GET", f"flow_runs/{flow_run_id}"), f"flow run {flow_run_id}"
     )
     return result
 
@@ -121,9 +141,11 @@ def wait_for_run(
 
 def read_artifacts(client: httpx.Client, flow_run_id: str) -> list[dict[str, Any]]:
     """The artifacts (progress, tables, markdown) a flow run created (latest versions)."""
-    resp = client.post(
+    resp = request(
+        client,
+        "POST",
         "artifacts/filter",
-        json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "CREATED_ASC"},
+        json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "CREATED_DESC"},
     )
     result: list[dict[str, Any]] = _check(resp, f"artifacts of flow run {flow_run_id}")
     return result
@@ -304,9 +326,191 @@ def image_build(
     typer.echo(tag)
 
 
-def demo() -> None:
+# --- demo -------------------------------------------------------------------------------------
+
+
+class Skip(Exception):
+    """A demo step cannot run here (capability or service missing); the message says why."""
+
+
+def _service_up(name: str) -> None:
+    from headwater import services
+
+    st = services.check(name)
+    if not st.healthy:
+        raise Skip(f"{name} is not running ({st.reason}); `headwater services up` starts it")
+
+
+def _demo_smoke(work: Path, data: Path) -> Any:
+    from flows.smoke import smoke
+
+    return smoke("hello from the headwater demo", return_state=True)
+
+
+def _demo_db(work: Path, data: Path) -> Any:
+    _service_up("mongo")
+    from blocks.mongo import MongoConnection
+    from blocks.registry import sql_connector_from_url
+    from flows.db_migration import DbMigrationParams, db_migration
+
+    db = work / "chinook.sqlite"
+    shutil.copy(data / "sql" / "chinook.sqlite", db)
+    mongo = get_settings().mongo_url.get_secret_value().rsplit("/", 1)[0]
+    sql_connector_from_url(f"sqlite:///{db}").save("demo-chinook", overwrite=True)
+    MongoConnection(url=f"{mongo}/headwater_demo").save("demo-mongo", overwrite=True)  # type: ignore[arg-type]
+    params = DbMigrationParams(source_block="demo-chinook", target_block="demo-mongo", restart=True)
+    return db_migration(params, return_state=True)
+
+
+def _demo_leak(work: Path, data: Path) -> Any:
+    from flows.leak_detection import LeakDetectionParams, leak_detection
+    from tasks.leak_io import read_readings
+    from tasks.timeseries import ingest_frame, prepare_database
+
+    nab = data / "timeseries" / "nab"
+    files = sorted(nab.rglob("*.csv"))[:3]
+    if not files:
+        raise Skip(f"no NAB series under {nab}")
+    url = prepare_database()
+    for f in files:
+        ingest_frame(url, read_readings("nab", f), "demo", None)
+    return leak_detection(LeakDetectionParams(groups=["demo"], plots=True), return_state=True)
+
+
+def _demo_container(work: Path, data: Path) -> Any:
+    _service_up("docker")
+    import hashlib
+
+    from flows.container_jobs import ContainerJobRequest, container_job
+    from headwater.storage import get_store
+
+    src = data / "chem" / "openbabel" / "alanine.mol"
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
+    key = f"uploads/{digest}/{src.name}"
+    store = get_store(get_settings())
+    if not store.exists(key):
+        store.put_file(key, src)
+    request = ContainerJobRequest(tool="obabel-convert", inputs=[key], params={"format": "sdf"})
+    return container_job(request, return_state=True)
+
+
+def _demo_images(work: Path, data: Path) -> Any:
+    from flows.image_pipeline import ImagePipelineParams, image_pipeline
+
+    fashion = data / "images" / "fashion"
+    params = ImagePipelineParams(
+        catalog=str(fashion / "styles.csv"),
+        images=str(fashion / "images"),
+        filter='masterCategory == "Apparel"',
+        operations=["resize:128x128", "format:webp"],
+        features=True,
+        chunk_size=50,
+        out=str(work / "images"),
+    )
+    return image_pipeline(params, return_state=True)
+
+
+def _demo_mail(work: Path, data: Path) -> Any:
+    _service_up("imap_source")
+    _service_up("imap_dest")
+    from flows.mail_migration import MailMigrationParams, mail_migration
+    from tasks.imap import AccountRef
+
+    params = MailMigrationParams(
+        source=AccountRef(block="local-source-carol"),
+        dest=AccountRef(block="local-dest-carol"),
+        mailbox="demo carol",
+    )
+    return mail_migration(params, return_state=True)
+
+
+DEMO_STEPS = [
+    ("smoke", _demo_smoke),
+    ("db-migration", _demo_db),
+    ("leak-detection", _demo_leak),
+    ("container-job", _demo_container),
+    ("image-pipeline", _demo_images),
+    ("mail-migration", _demo_mail),
+]
+
+
+def demo(
+    only: list[str] = typer.Option([], "--only", help="Run only these capabilities."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
     """Run all five capabilities end to end on the sample data and print where to look."""
-    raise HeadwaterError("the demo is not ready yet")
+    import tempfile
+
+    from prefect.client.orchestration import get_client
+
+    settings = get_settings()
+    data = settings.shared_data_dir
+    if not data.is_dir():
+        raise ConfigError("HEADWATER_SHARED_DATA_DIR", f"{data} does not exist")
+    try:
+        url: str | None = api_url()
+        os.environ["PREFECT_API_URL"] = url or ""
+    except ConfigError:
+        url = None  # Prefect's ephemeral API: runs work, but there is no UI to look at
+    try:
+        from blocks.registry import register_blocks
+
+        register_blocks(settings, local_services=True)
+    except Exception as exc:
+        typer.echo(f"note: blocks not registered ({type(exc).__name__}: {exc})", err=True)
+    work = Path(tempfile.mkdtemp(prefix="headwater-demo-"))
+    rows: list[dict[str, Any]] = []
+    for name, step in DEMO_STEPS:
+        if only and name not in only:
+            continue
+        typer.echo(f"==> {name}", err=True)
+        started = time.monotonic()
+        row: dict[str, Any] = {"capability": name}
+        try:
+            state = step(work, data)
+        except Skip as exc:
+            row.update(status="skipped", reason=str(exc))
+        except ImportError as exc:
+            row.update(status="skipped", reason=f"capability not available ({exc})")
+        except Exception as exc:
+            row.update(status="error", reason=f"{type(exc).__name__}: {str(exc)[:300]}")
+        else:
+            run_id = state.state_details.flow_run_id
+            with get_client(sync_client=True) as client:
+                run = client.read_flow_run(run_id)
+            row.update(
+                status=state.type.value,
+                flow_run_id=str(run_id),
+                flow_run_name=run.name,
+                ui=f"{ui_url(url)}/runs/flow-run/{run_id}" if url else None,
+            )
+            if not state.is_completed():
+                row["reason"] = (state.message or "")[:300]
+        row["seconds"] = round(time.monotonic() - started, 1)
+        rows.append(row)
+        typer.echo(
+            f"    {row['status']}: {row.get('flow_run_name', '')} {row.get('flow_run_id', '')}"
+            f" {row.get('reason', '')}".rstrip(),
+            err=True,
+        )
+    if as_json:
+        typer.echo(json.dumps({"api": url, "work_dir": str(work), "runs": rows}))
+    else:
+        typer.echo("\nHeadwater demo runs:")
+        for r in rows:
+            ident = f"{r.get('flow_run_name', '-')} ({r.get('flow_run_id', '-')})"
+            typer.echo(f"  {r['capability']:<15} {r['status']:<10} {ident}  {r['seconds']}s")
+            if r.get("reason"):
+                typer.echo(f"  {'':<15} {r['reason']}")
+        if url:
+            typer.echo(f"\nWatch them in the Prefect UI: {ui_url(url)}/runs")
+            typer.echo("Each run's Artifacts tab shows its progress bar and report table.")
+        else:
+            typer.echo("\nNo Prefect server configured: set PREFECT_API_URL to see runs in a UI.")
+        typer.echo(f"Local outputs: {work}")
+    failed = [r for r in rows if r["status"] not in ("COMPLETED", "skipped")]
+    if failed:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

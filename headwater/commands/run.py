@@ -2,4 +2,6 @@
 
 import typer
 
-app = typer.Typer(help="Run a capability flow now, in this process, and print its summary.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run a capability flow now, in this process, and print its summary.", no_args_is_help=True
+)

@@ -48,5 +48,7 @@ def test_register_is_idempotent(prefect_api: str) -> None:
     assert loaded.url.get_secret_value().startswith("mongodb://")
     # a saved secret is not readable from the block document without include_secrets
     with get_client(sync_client=True) as client:
-        doc = client.read_block_document_by_name("local-source-alice", "imap-account", include_secrets=False)
+        doc = client.read_block_document_by_name(
+            "local-source-alice", "imap-account", include_secrets=False
+        )
     assert "headwater-test-pw" not in str(doc.data)

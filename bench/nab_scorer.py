@@ -1,0 +1,197 @@
+"""NAB-style scorer, implemented from the Numenta Anomaly Benchmark's published description.
+
+Lavin & Ahmad, "Evaluating Real-time Anomaly Detection Algorithms - the Numenta Anomaly
+Benchmark" (2015) and the NAB README: anomaly windows around each labelled anomaly, a scaled
+sigmoid that rewards early detections inside a window and discounts false positives shortly
+after one, only the first detection in a window counts, missed windows cost A_FN, detections in
+the probationary period (first 15 %, at most 750 rows) are ignored, one threshold per detector
+and profile optimised over the whole corpus, and scores normalised so that the null detector
+(never detects) scores 0 and the perfect detector (first row of every window) scores 100.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PROFILES: dict[str, dict[str, float]] = {
+    "standard": {"tp": 1.0, "fp": 0.11, "tn": 1.0, "fn": 1.0},
+    "reward_low_FP_rate": {"tp": 1.0, "fp": 0.22, "tn": 1.0, "fn": 1.0},
+    "reward_low_FN_rate": {"tp": 1.0, "fp": 0.11, "tn": 1.0, "fn": 2.0},
+}
+
+
+def scaled_sigmoid(position: np.ndarray | float) -> np.ndarray:
+    """NAB's scaled sigmoid: ~1 early in a window, 0 at its end, -1 well after it."""
+    pos = np.asarray(position, dtype=float)
+    val = 2.0 / (1.0 + np.exp(5.0 * pos)) - 1.0
+    return np.where(pos > 3.0, -1.0, val)
+
+
+MAX_TP = float(scaled_sigmoid(-1.0))
+
+
+def probationary_length(n: int, percent: float = 0.15) -> int:
+    """Rows at the start whose detections are ignored."""
+    return math.floor(min(percent * n, percent * 5000))
+
+
+@dataclass
+class ScoredFile:
+    """Per-row scoring material of one file, independent of threshold and profile."""
+
+    name: str
+    scores: np.ndarray  # anomaly score per row
+    window_id: np.ndarray  # index of the window a row lies in, -1 outside
+    position: np.ndarray  # sigmoid argument per row (relative position in / past a window)
+    has_prev_window: np.ndarray  # outside rows: whether a window precedes them
+    probation: int
+    n_windows: int
+
+
+def prepare_file(
+    name: str, timestamps: pd.Series, scores: np.ndarray, windows: list[list[str]]
+) -> ScoredFile:
+    """Map windows onto row indices and pre-compute each row's sigmoid position."""
+    ts = pd.to_datetime(timestamps).to_numpy()
+    n = len(ts)
+    window_id = np.full(n, -1, dtype=int)
+    position = np.zeros(n)
+    has_prev = np.zeros(n, dtype=bool)
+    bounds = []
+    for k, (start, end) in enumerate(windows):
+        lo = int(np.searchsorted(ts, np.datetime64(pd.Timestamp(start)), side="left"))
+        hi = int(np.searchsorted(ts, np.datetime64(pd.Timestamp(end)), side="right")) - 1
+        if hi < lo:
+            continue
+        bounds.append((lo, hi))
+        width = float(hi - lo + 1)
+        idx = np.arange(lo, hi + 1)
+        window_id[idx] = k
+        position[idx] = -(hi - idx + 1) / width
+    # rows after a window are scored relative to the end of the preceding window
+    prev_hi, prev_width = None, None
+    cursor = 0
+    for lo, hi in [*bounds, (n, n)]:
+        seg = np.arange(cursor, lo)
+        if prev_hi is not None and len(seg):
+            position[seg] = np.abs(prev_hi - seg) / max(prev_width - 1.0, 1.0)
+            has_prev[seg] = True
+        prev_hi, prev_width = hi, float(hi - lo + 1)
+        cursor = hi + 1
+    return ScoredFile(
+        name=name,
+        scores=np.asarray(scores, dtype=float),
+        window_id=window_id,
+        position=position,
+        has_prev_window=has_prev,
+        probation=probationary_length(n),
+        n_windows=len(bounds),
+    )
+
+
+def score_file(f: ScoredFile, threshold: float, profile: dict[str, float]) -> dict[str, float]:
+    """Raw NAB score of one file at `threshold` for `profile`, with TP/FP/FN counts."""
+    det = f.scores >= threshold
+    det[: f.probation] = False
+    total, tp = 0.0, 0
+    # true positives: the first detection in each window
+    hits = np.flatnonzero(det & (f.window_id >= 0))
+    if hits.size:
+        _w, first = np.unique(f.window_id[hits], return_index=True)
+        tp = int(first.size)
+        total += profile["tp"] * float(scaled_sigmoid(f.position[hits[first]]).sum()) / MAX_TP
+    out = det & (f.window_id < 0)
+    fp = int(out.sum())
+    if fp:
+        unweighted = np.where(f.has_prev_window[out], scaled_sigmoid(f.position[out]), -1.0)
+        total += profile["fp"] * float(unweighted.sum())
+    fn = f.n_windows - tp
+    total -= profile["fn"] * fn
+    return {"score": total, "tp": tp, "fp": fp, "fn": fn}
+
+
+def corpus_score(files: list[ScoredFile], threshold: float, profile: dict[str, float]) -> dict:
+    """Sum of the raw scores and counts of every file at one threshold."""
+    agg = {"score": 0.0, "tp": 0, "fp": 0, "fn": 0}
+    for f in files:
+        part = score_file(f, threshold, profile)
+        for k in agg:
+            agg[k] += part[k]
+    return agg
+
+
+def candidate_thresholds(files: list[ScoredFile], limit: int = 200) -> np.ndarray:
+    """Distinct score values worth trying as thresholds (quantiles of the top scores)."""
+    allscores = np.concatenate([f.scores[f.probation :] for f in files])
+    allscores = allscores[np.isfinite(allscores)]
+    hi = np.unique(allscores[allscores > 0])
+    if len(hi) > limit:
+        hi = np.unique(np.quantile(hi, np.linspace(0, 1, limit)))
+    return np.concatenate([hi, [1.01]])
+
+
+def optimise(files: list[ScoredFile], profile: dict[str, float]) -> dict:
+    """Threshold maximising the corpus score (coarse sweep, then a local refinement)."""
+    cands = candidate_thresholds(files)
+    best: dict = {"score": -math.inf}
+    for t in cands:
+        res = corpus_score(files, float(t), profile)
+        if res["score"] > best["score"]:
+            best = {**res, "threshold": float(t)}
+    # refine between neighbouring candidates
+    allscores = np.unique(np.concatenate([f.scores[f.probation :] for f in files]))
+    t0 = best["threshold"]
+    near = allscores[(allscores > t0 - 0.02) & (allscores < t0 + 0.02)]
+    for t in near[:: max(1, len(near) // 100)]:
+        res = corpus_score(files, float(t), profile)
+        if res["score"] > best["score"]:
+            best = {**res, "threshold": float(t)}
+    return best
+
+
+def normalised_scores(files: list[ScoredFile]) -> dict[str, dict]:
+    """NAB-normalised score (0 = null detector, 100 = perfect) for each profile."""
+    out = {}
+    n_windows = sum(f.n_windows for f in files)
+    for name, profile in PROFILES.items():
+        best = optimise(files, profile)
+        null = -profile["fn"] * n_windows
+        perfect = profile["tp"] * n_windows
+        norm = 100.0 * (best["score"] - null) / (perfect - null) if perfect != null else 0.0
+        out[name] = {**best, "normalised": round(norm, 2), "raw": round(best["score"], 4)}
+    return out
+
+
+def load_results(results_dir: Path, labels_path: Path) -> list[ScoredFile]:
+    """Read `results_dir/<category>/<detector>_<file>.csv` (NAB results format) with windows."""
+    windows = json.loads(labels_path.read_text())
+    files = []
+    for csv in sorted(results_dir.glob("*/*.csv")):
+        category = csv.parent.name
+        original = csv.name.split("_", 1)[1]
+        key = f"{category}/{original}"
+        if key not in windows:
+            continue
+        df = pd.read_csv(csv)
+        files.append(
+            prepare_file(key, df["timestamp"], df["anomaly_score"].to_numpy(), windows[key])
+        )
+    return files
+
+
+def main() -> None:
+    """Score a results folder: `python bench/nab_scorer.py RESULTS_DIR LABELS_JSON`."""
+    import sys
+
+    files = load_results(Path(sys.argv[1]), Path(sys.argv[2]))
+    print(json.dumps(normalised_scores(files), indent=2))
+
+
+if __name__ == "__main__":
+    main()

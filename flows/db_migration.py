@@ -1,0 +1,258 @@
+"""db-migration: reflect a relational schema, plan documents, copy in batches, verify."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel, Field
+
+from headwater.errors import HeadwaterError
+from tasks.migration_plan import MigrationPlan, SchemaInfo, build_plan
+from tasks.mongo import (
+    check_target,
+    copy_table_batch,
+    mark_table_complete,
+    prepare_table,
+    verify_collection,
+)
+from tasks.sql import reflect_schema
+from tasks.storage import Progress, publish_markdown, publish_table
+
+
+class DbMigrationParams(BaseModel):
+    """Parameters of a db-migration run (credentials live in the two blocks)."""
+
+    source_block: str = Field(description="Name of the SqlAlchemyConnector block of the source.")
+    target_block: str = Field(description="Name of the MongoConnection block of the target.")
+    plan: dict[str, Any] | None = Field(
+        default=None, description="Parsed YAML plan (rename, exclude, embed, arrays)."
+    )
+    mode: Literal["full", "incremental"] = Field(
+        default="full", description="full: copy (or resume) everything; incremental: changes."
+    )
+    dry_run: bool = Field(default=False, description="Only publish the plan.")
+    restart: bool = Field(default=False, description="Ignore checkpoints and copy again.")
+    batch_size: int = Field(default=5000, ge=1, description="Source rows per batch task.")
+    verify_sample: int = Field(
+        default=20000, ge=0, description="Rows checked field by field per table (0: all)."
+    )
+
+
+class MigrationFailed(HeadwaterError):
+    """Verification found a mismatch; `summary` holds the full run summary."""
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+def migration_id(params: DbMigrationParams, plan: MigrationPlan) -> str:
+    """Stable id of a migration: the same source, target and plan resume the same checkpoints."""
+    text = json.dumps(
+        [params.source_block, params.target_block, plan.model_dump(exclude={"warnings"})],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+@flow(name="db-migration", task_runner=ThreadPoolTaskRunner(max_workers=4))
+def db_migration(params: DbMigrationParams) -> dict[str, Any]:
+    """Migrate a relational database into MongoDB collections, resumably, and verify it."""
+    logger = get_run_logger()
+    started = time.perf_counter()
+    schema = SchemaInfo.model_validate(reflect_schema(params.source_block))
+    caps = check_target(params.target_block)
+    plan = build_plan(schema, params.plan)
+    plan.decimal_mode = "decimal128" if caps["decimal128"] else "string"
+    if plan.decimal_mode == "string":
+        plan.warnings.append("target lacks Decimal128 (FerretDB): decimals stored as strings")
+    for warning in plan.warnings:
+        logger.warning("%s", warning)
+    publish_table(plan.table_rows(), key="db-migration-plan", description="Migration plan")
+    report: dict[str, Any] = {
+        "mode": params.mode,
+        "dry_run": params.dry_run,
+        "target": caps,
+        "decimal_mode": plan.decimal_mode,
+        "warnings": plan.warnings,
+        "field_mappings": plan.field_mappings,
+        "unsupported_columns": plan.unsupported_columns,
+        "plan": plan.table_rows(),
+    }
+    if params.dry_run:
+        return report
+
+    mig_id = migration_id(params, plan)
+    plan_data = plan.model_dump()
+    preps = {
+        c.table: prepare_table.submit(
+            params.source_block,
+            params.target_block,
+            plan_data,
+            c.table,
+            mig_id,
+            params.mode,
+            params.restart,
+            params.batch_size,
+        )
+        for c in plan.collections
+    }
+    prepared = {table: fut.result() for table, fut in preps.items()}
+    progress = Progress(
+        total=sum(p["pending_rows"] for p in prepared.values()),
+        key="db-migration-progress",
+        description="Rows copied of total",
+    )
+    tables: dict[str, dict[str, Any]] = {
+        t: {
+            "table": t,
+            "collection": plan.collection(t).collection,
+            "rows_copied": 0,
+            "documents_written": 0,
+            "embedded_rows": 0,
+            "orphans": 0,
+            "batches": len(p["ranges"]),
+            "batches_skipped": p["skipped"],
+            "note": p["note"],
+            "seconds": 0.0,
+        }
+        for t, p in prepared.items()
+    }
+    pending = {t: len(p["ranges"]) for t, p in prepared.items()}
+    copy_start = time.perf_counter()
+    futures = [
+        copy_table_batch.submit(
+            params.source_block,
+            params.target_block,
+            plan_data,
+            t,
+            p["checkpoint"],
+            batch,
+            p["since"],
+        )
+        for t, p in prepared.items()
+        for batch in p["ranges"]
+    ]
+    completions = []
+    for t, n in pending.items():
+        if n == 0 and prepared[t]["note"] != "already complete":
+            completions.append(
+                mark_table_complete.submit(params.target_block, prepared[t]["checkpoint"])
+            )
+    errors: list[BaseException] = []
+    for fut in as_completed(futures):
+        # on a failure, let in-flight batches finish (and checkpoint) before failing the run
+        try:
+            res = fut.result()
+        except Exception as exc:
+            errors.append(exc)
+            continue
+        row = tables[res["table"]]
+        row["rows_copied"] += res["rows"]
+        row["documents_written"] += res["written"]
+        row["embedded_rows"] += res["embedded"]
+        row["orphans"] += res["orphans"]
+        progress.advance(res["rows"])
+        pending[res["table"]] -= 1
+        if pending[res["table"]] == 0:
+            row["seconds"] = round(time.perf_counter() - copy_start, 3)
+            completions.append(
+                mark_table_complete.submit(
+                    params.target_block, prepared[res["table"]]["checkpoint"]
+                )
+            )
+    for fut in completions:
+        fut.result()
+    if errors:
+        raise errors[0]
+    progress.finish()
+
+    checks = {
+        c.table: verify_collection.submit(
+            params.source_block,
+            params.target_block,
+            plan_data,
+            c.table,
+            params.verify_sample,
+            max(params.batch_size, 5000),
+        )
+        for c in plan.collections
+    }
+    failed = []
+    for table, fut in checks.items():
+        v = fut.result()
+        row = tables[table]
+        row.update(
+            {
+                "source_rows": v["source_rows"],
+                "documents": v["documents"],
+                "embedded_expected": sum(e["expected"] for e in v["embedded"]),
+                "embedded_actual": sum(e["actual"] for e in v["embedded"]),
+                "checked_rows": v["checked_rows"],
+                "checksum": v["checksum"],
+                "verified": v["verified"],
+                "problems": v["problems"],
+                "embeds": v["embedded"],
+            }
+        )
+        if not v["verified"]:
+            failed.append(f"{table}: {'; '.join(v['problems'])}")
+    publish_table(
+        [
+            {
+                k: tables[t][k]
+                for k in (
+                    "table",
+                    "collection",
+                    "source_rows",
+                    "documents",
+                    "documents_written",
+                    "embedded_rows",
+                    "orphans",
+                    "checked_rows",
+                    "verified",
+                )
+            }
+            for t in tables
+        ],
+        key="db-migration-verification",
+        description="Verification: counts, embedded arrays, field-by-field checksum",
+    )
+    report.update(
+        {
+            "migration_id": mig_id,
+            "tables": tables,
+            "rows_copied": sum(r["rows_copied"] for r in tables.values()),
+            "documents_written": sum(r["documents_written"] for r in tables.values()),
+            "verified": not failed,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    )
+    if plan.unsupported_columns or plan.warnings:
+        publish_markdown(
+            "\n".join(
+                ["## Notes"]
+                + [f"- {w}" for w in plan.warnings]
+                + [
+                    f"- {u['table']}.{u['column']} ({u['sql_type']}) stored as string"
+                    for u in plan.unsupported_columns
+                ]
+            ),
+            key="db-migration-notes",
+        )
+    logger.info(
+        "copied %d rows, wrote %d documents in %.1fs",
+        report["rows_copied"],
+        report["documents_written"],
+        report["seconds"],
+    )
+    if failed:
+        raise MigrationFailed("verification failed: " + " | ".join(failed), report)
+    return report

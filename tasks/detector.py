@@ -1,0 +1,377 @@
+"""Streaming anomaly detectors: left matrix profile + value statistics, no look-ahead.
+
+Plain numpy (no numba, so nothing is compiled on a scheduled run). A detector keeps a bounded
+state (recent raw values, recent statistics, counters) that serialises to bytes, so a scheduled
+run only pays for its new points. `StreamingDetector` scores every point in [0, 1]:
+
+* discord channel: z-normalised distance of the newest subsequence to its nearest neighbour in
+  the last `history` subsequences (the left matrix profile), standardised against its own recent
+  distribution (short mean vs long mean/std);
+* value channel: the same standardisation of the raw values (spikes, level shifts, flat-lines
+  that z-normalisation hides);
+* each channel's statistic is divided by its own maximum over the last `novelty_window` points
+  (unitless, so one threshold fits every series) and squashed to [0, 1); the score is the
+  weighted maximum of the channels;
+* a point keeps its score only when it exceeds every raw score of the previous `suppress`
+  points: repeated alarms about one anomaly only cost false positives. This rule does not depend
+  on the final threshold. The first `probation` points score 0.
+
+`NightFlowLeakDetector` is the water-network specialist: a CUSUM on each day's mean night flow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+@dataclass
+class DetectorConfig:
+    """Settings of the detector (the same for every series)."""
+
+    m: int = 32  # subsequence length of the matrix profile
+    history: int = 3000  # subsequences searched for the nearest neighbour
+    exclusion: int = 16  # trivial-match exclusion zone (points)
+    long_window: int = 1500  # window of the likelihood's mean/std
+    short_window: int = 6  # short average of the discord distance
+    value_short: int = 1  # short average of raw values
+    min_history: int = 200  # points needed before any non-zero score
+    probation: int = 750  # points scored 0 at the start of a series
+    suppress: int = 800  # points after a score whose lower scores are damped
+    damp: float = 0.0  # factor applied to damped scores
+    value_weight: float = 1.0  # weight of the value channel
+    novelty_window: int = 1000  # past window of the novelty ratio (0: likelihood scores)
+    discord_weight: float = 0.5  # weight of the discord channel
+    chunk: int = 1024  # new points handled per matrix product
+
+
+def _empty() -> np.ndarray:
+    return np.zeros(0)
+
+
+ARRAYS = ("values", "dists", "recent", "dz_hist", "vz_hist")
+
+
+@dataclass
+class DetectorState:
+    """Everything the detector must remember between scheduled runs."""
+
+    seen: int = 0
+    values: np.ndarray = field(default_factory=_empty)  # last raw values
+    dists: np.ndarray = field(default_factory=_empty)  # last discord distances
+    recent: np.ndarray = field(default_factory=_empty)  # last raw combined scores
+    dz_hist: np.ndarray = field(default_factory=_empty)  # last discord statistics
+    vz_hist: np.ndarray = field(default_factory=_empty)  # last value statistics
+    last_value: float | None = None
+
+
+def _neg_log10_tail(z: np.ndarray) -> np.ndarray:
+    """-log10 of the standard normal upper tail at z (no underflow for large z)."""
+    from scipy.special import log_ndtr
+
+    return -log_ndtr(-np.asarray(z, dtype=float)) / math.log(10.0)
+
+
+def _squash(nlt: np.ndarray) -> np.ndarray:
+    """Map -log10(tail) to [0, 1) without saturating: tail 1e-10 -> 0.5, 1e-30 -> 0.75."""
+    nlt = np.maximum(nlt, 0.0)
+    return nlt / (nlt + 10.0)
+
+
+def _windowed_stats(
+    arr: np.ndarray, ends: np.ndarray, length: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of arr[max(0, e-length):e] for every e in `ends` (cumulative sums)."""
+    cs = np.concatenate([[0.0], np.cumsum(arr)])
+    cs2 = np.concatenate([[0.0], np.cumsum(arr * arr)])
+    ends = np.maximum(ends, 0)
+    starts = np.maximum(ends - length, 0)
+    cnt = np.maximum(ends - starts, 1)
+    mean = (cs[ends] - cs[starts]) / cnt
+    var = (cs2[ends] - cs2[starts]) / cnt - mean * mean
+    return mean, np.sqrt(np.maximum(var, 0.0))
+
+
+def _novelty(hist: np.ndarray, new: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ratio of each new value to the maximum of the `window` values before it."""
+    prev = hist[-window:]
+    ext = np.concatenate([np.zeros(max(window - prev.size, 0)), prev, new])
+    past_max = sliding_window_view(ext, window)[: new.size].max(axis=1)
+    # no ratio until the statistic has a past of its own (at least a tenth of the window)
+    npos = np.cumsum(ext > 0)
+    past_count = npos[window - 1 : window - 1 + new.size] - np.concatenate([[0], npos])[: new.size]
+    ratio = new / np.maximum(past_max, 1e-9)
+    ratio[(new <= 0) | (past_count < window // 10)] = 0.0
+    return ratio, ext[-window:].copy()
+
+
+def _ratio_score(ratio: np.ndarray) -> np.ndarray:
+    """Map a novelty ratio to [0, 1): 1x the past maximum -> 0.5."""
+    r = np.minimum(np.maximum(ratio, 0.0), 1e6)
+    return r**2 / (1.0 + r**2)
+
+
+class StreamingDetector:
+    """Left-matrix-profile anomaly detector with persisted state."""
+
+    def __init__(self, config: DetectorConfig | None = None, state: DetectorState | None = None):
+        self.config = config or DetectorConfig()
+        self.state = state or DetectorState()
+
+    # -- persistence -------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """Serialise config and state: a JSON header line, then the arrays as raw float64."""
+        arrays = [np.ascontiguousarray(getattr(self.state, k), dtype=np.float64) for k in ARRAYS]
+        meta = {
+            "config": asdict(self.config),
+            "seen": self.state.seen,
+            "last_value": self.state.last_value,
+            "sizes": [int(a.size) for a in arrays],
+        }
+        return json.dumps(meta).encode() + b"\n" + b"".join(a.tobytes() for a in arrays)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StreamingDetector:
+        """Restore a detector saved with `to_bytes`."""
+        head, _, body = bytes(data).partition(b"\n")
+        try:
+            meta = json.loads(head)
+            flat = np.frombuffer(body, dtype=np.float64)
+            if flat.size != sum(meta["sizes"]):
+                raise ValueError("array sizes do not match the header")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"corrupt detector state: {exc}") from None
+        arrays, pos = {}, 0
+        for k, n in zip(ARRAYS, meta["sizes"], strict=True):
+            arrays[k] = flat[pos : pos + n].copy()
+            pos += n
+        state = DetectorState(seen=int(meta["seen"]), last_value=meta["last_value"], **arrays)
+        return cls(DetectorConfig(**meta["config"]), state)
+
+    # -- scoring -----------------------------------------------------------------------------
+    def update(self, values: np.ndarray | list[float]) -> np.ndarray:
+        """Consume new points in time order; return one score in [0, 1] per point."""
+        new = np.asarray(values, dtype=np.float64).ravel()
+        if new.size == 0:
+            return np.zeros(0)
+        new = self._fill_missing(new)
+        out = np.empty(new.size)
+        for start in range(0, new.size, self.config.chunk):
+            out[start : start + self.config.chunk] = self._update_chunk(
+                new[start : start + self.config.chunk]
+            )
+        return out
+
+    def _fill_missing(self, new: np.ndarray) -> np.ndarray:
+        """Replace NaN/inf by the last finite value (0 if none yet)."""
+        bad = ~np.isfinite(new)
+        if not bad.any():
+            self.state.last_value = float(new[-1])
+            return new
+        new = new.copy()
+        last = self.state.last_value if self.state.last_value is not None else 0.0
+        for i in range(new.size):
+            if bad[i]:
+                new[i] = last
+            else:
+                last = new[i]
+        self.state.last_value = float(last)
+        return new
+
+    def _update_chunk(self, new: np.ndarray) -> np.ndarray:
+        cfg, st = self.config, self.state
+        hist = st.values
+        allv = np.concatenate([hist, new])
+        b, h = new.size, hist.size
+        dists_new = self._discords(allv, h)
+        # discord likelihood: short mean vs long distribution, excluding the short window
+        dall = np.concatenate([st.dists, dists_new])
+        dh = len(st.dists)
+        valid_d = np.isfinite(dall)
+        dfill = np.where(valid_d, dall, 0.0)
+        ends = np.arange(dh + 1, dh + b + 1)
+        s_mean, _ = _windowed_stats(dfill, ends, cfg.short_window)
+        l_mean, l_std = _windowed_stats(dfill, ends - cfg.short_window, cfg.long_window)
+        n_valid = np.cumsum(valid_d)[ends - 1]
+        z = (s_mean - l_mean) / np.maximum(l_std, 1e-3)
+        d_score = _squash(_neg_log10_tail(z))
+        d_score[~np.isfinite(dists_new) | (n_valid < cfg.min_history)] = 0.0
+        # value likelihood: two-sided
+        vends = np.arange(h + 1, h + b + 1)
+        vs_mean, _ = _windowed_stats(allv, vends, cfg.value_short)
+        vl_mean, vl_std = _windowed_stats(allv, vends - cfg.value_short, cfg.long_window)
+        scale = np.maximum(vl_std, 1e-6 * (1.0 + np.abs(vl_mean)))
+        vz = np.abs(vs_mean - vl_mean) / scale
+        v_score = _squash(_neg_log10_tail(vz) - math.log10(2.0)) * cfg.value_weight
+        v_score[vends < cfg.min_history] = 0.0
+        if cfg.novelty_window > 0:
+            # novelty: how far a statistic exceeds its own maximum over the recent past; unitless,
+            # so one threshold fits every series
+            dzn = np.where(np.isfinite(z) & (d_score > 0), np.maximum(z, 0.0), 0.0)
+            rd, st.dz_hist = _novelty(st.dz_hist, dzn, cfg.novelty_window)
+            rv, st.vz_hist = _novelty(st.vz_hist, vz * (v_score > 0), cfg.novelty_window)
+            d_score = _ratio_score(rd) * cfg.discord_weight
+            v_score = _ratio_score(rv) * cfg.value_weight
+        combined = np.maximum(d_score, v_score)
+        # probation and suppression of repeats (sequential: cheap)
+        seen = st.seen + np.arange(1, b + 1)
+        combined[seen <= cfg.probation] = 0.0
+        # suppression independent of the final threshold: a point keeps its score only when it
+        # exceeds every raw score of the previous `suppress` points (a new or escalating alarm)
+        prev = st.recent
+        ext = np.concatenate(
+            [np.full(max(cfg.suppress - prev.size, 0), 0.0), prev[-cfg.suppress :], combined]
+        )
+        win = sliding_window_view(ext, cfg.suppress)[:b]
+        recent_max = win.max(axis=1) if cfg.suppress > 0 else np.zeros(b)
+        out = np.where(combined > recent_max, combined, combined * cfg.damp)
+        st.recent = ext[-cfg.suppress :].copy() if cfg.suppress > 0 else _empty()
+        st.seen += b
+        keep_v = max(cfg.history + cfg.m, cfg.long_window + cfg.value_short)
+        st.values = allv[-keep_v:].copy()
+        st.dists = dall[-(cfg.long_window + cfg.short_window) :].copy()
+        return np.clip(out, 0.0, 1.0)
+
+    def _discords(self, allv: np.ndarray, h: int) -> np.ndarray:
+        """Left-matrix-profile distance (in [0, 2]) for each point after index `h` of `allv`."""
+        cfg = self.config
+        m, b = cfg.m, allv.size - h
+        res = np.full(b, np.nan)
+        if allv.size < m:
+            return res
+        q_idx = np.arange(h, h + b) - m + 1  # new subsequences: those ending at new points
+        ok = q_idx >= 0
+        if not ok.any():
+            return res
+        q = q_idx[ok]
+        lo = max(0, int(q[0]) - cfg.history)
+        hi = int(q[-1]) - cfg.exclusion + 1
+        if hi <= lo:
+            return res
+        # centre on the window's mean so the dot-product identity below stays well conditioned
+        seg = allv[lo : int(q[-1]) + m]
+        seg = seg - seg.mean()
+        subs = sliding_window_view(seg, m)  # row k: subsequence lo + k
+        cs = np.concatenate([[0.0], np.cumsum(seg)])
+        cs2 = np.concatenate([[0.0], np.cumsum(seg * seg)])
+        mu = (cs[m:] - cs[:-m]) / m
+        sd = np.sqrt(np.maximum((cs2[m:] - cs2[:-m]) / m - mu * mu, 0.0))
+        qi, ci = q - lo, np.arange(0, hi - lo)
+        # std floor relative to the scale of the series before each query (the std of its last
+        # `long_window` points): near-flat stretches compare as flat, constant stretches do not
+        # divide by zero, and the decision does not depend on how points were batched
+        ends = q + m  # query q covers allv[q : q + m]
+        _mean, scale = _windowed_stats(allv, ends, cfg.long_window)
+        floor = np.maximum(1e-8, 0.02 * scale)
+        fq = sd[qi] < floor
+        fc = sd[ci][:, None] < floor[None, :]
+        qt = subs[ci] @ subs[qi].T  # candidates x queries (raw dot products)
+        sdq = np.where(fq, 1.0, sd[qi])
+        sdc = np.where(fc, 1.0, sd[ci][:, None])
+        corr = (qt - m * mu[ci, None] * mu[None, qi]) / (m * sdc * sdq[None, :])
+        d2 = 2.0 * m * (1.0 - np.clip(corr, -1.0, 1.0))
+        # flat vs flat: identical (0); flat vs shaped: as far as a shape is from zero (m)
+        if fq.any() or fc.any():
+            both = fc & fq[None, :]
+            one = fc ^ fq[None, :]
+            d2[both] = 0.0
+            d2[one] = float(m)
+        cand = ci + lo
+        # only the edges of the candidate range can be out of a query's allowed band
+        nb = min(len(cand), len(q) + cfg.exclusion)
+        tail = d2[-nb:]
+        tail[cand[-nb:, None] > (q[None, :] - cfg.exclusion)] = np.inf
+        nh = min(len(cand), len(q))
+        head = d2[:nh]
+        head[cand[:nh, None] < (q[None, :] - cfg.history)] = np.inf
+        best = np.sqrt(np.maximum(d2.min(axis=0), 0.0)) / math.sqrt(m)
+        res[np.flatnonzero(ok)] = np.where(np.isfinite(best), best, np.nan)
+        return res
+
+
+def score_series(values: np.ndarray, config: DetectorConfig | None = None) -> np.ndarray:
+    """Score a whole series in streaming order (used by evaluation and tests)."""
+    return StreamingDetector(config).update(values)
+
+
+@dataclass
+class NightFlowConfig:
+    """Settings of the minimum-night-flow leak detector (water networks)."""
+
+    night_start_hour: int = 1  # night window [start, end) in local hours
+    night_end_hour: int = 4
+    baseline_days: int = 14  # trailing nights that form the baseline
+    min_days: int = 7  # nights needed before alarms
+    slack: float = 0.5  # CUSUM slack (robust sigmas)
+    limit: float = 2.5  # CUSUM alarm level (robust sigmas; tuned on BattLeDIM 2019)
+    rel_floor: float = 0.01  # sigma floor relative to the baseline level
+
+
+class NightFlowLeakDetector:
+    """Streaming CUSUM on the mean night flow of each day: a leak adds a persistent night flow.
+
+    Scores are per point in [0, 1] (the CUSUM relative to its alarm level, squashed), updated
+    when a night ends; after an alarm the baseline restarts, so the leak becomes the new normal
+    and the next leak is a further increase.
+    """
+
+    def __init__(self, config: NightFlowConfig | None = None, state: dict | None = None):
+        self.config = config or NightFlowConfig()
+        self.state = state or {
+            "nights": [],
+            "day": None,
+            "acc": 0.0,
+            "cnt": 0,
+            "cusum": 0.0,
+            "score": 0.0,
+        }
+
+    def to_bytes(self) -> bytes:
+        """Serialise config and state as JSON."""
+        return json.dumps({"config": asdict(self.config), "state": self.state}).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> NightFlowLeakDetector:
+        """Restore a detector saved with `to_bytes`."""
+        obj = json.loads(data)
+        return cls(NightFlowConfig(**obj["config"]), obj["state"])
+
+    def update(self, timestamps: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Consume points (time order); return a score per point."""
+        cfg, st = self.config, self.state
+        ts = np.asarray(timestamps, dtype="datetime64[m]")
+        days = ts.astype("datetime64[D]")
+        hours = ((ts - days).astype(np.int64) // 60).astype(int)
+        out = np.empty(len(ts))
+        for i in range(len(ts)):
+            day = str(days[i])
+            if st["day"] is not None and day != st["day"] and st["cnt"]:
+                self._close_night(st["acc"] / st["cnt"])
+                st["acc"], st["cnt"] = 0.0, 0
+            st["day"] = day
+            v = float(values[i])
+            if cfg.night_start_hour <= hours[i] < cfg.night_end_hour and math.isfinite(v):
+                st["acc"] += v
+                st["cnt"] += 1
+            out[i] = st["score"]
+        return out
+
+    def _close_night(self, mnf: float) -> None:
+        cfg, st = self.config, self.state
+        base = np.asarray(st["nights"][-cfg.baseline_days :], dtype=float)
+        if len(base) >= cfg.min_days:
+            med = float(np.median(base))
+            sigma = max(
+                1.4826 * float(np.median(np.abs(base - med))), cfg.rel_floor * abs(med), 1e-9
+            )
+            st["cusum"] = max(0.0, st["cusum"] + (mnf - med) / sigma - cfg.slack)
+            r = st["cusum"] / cfg.limit
+            st["score"] = float(r * r / (1.0 + r * r))
+            if st["cusum"] >= cfg.limit:
+                st["nights"], st["cusum"] = [], 0.0  # re-baseline on the new normal
+        st["nights"].append(mnf)
+        st["nights"] = st["nights"][-cfg.baseline_days :]

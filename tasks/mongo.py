@@ -1,0 +1,464 @@
+"""Prefect tasks that write to and verify a MongoDB-wire server (MongoDB or FerretDB)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from prefect import get_run_logger, task
+from pymongo import MongoClient, ReplaceOne
+from pymongo.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    ConnectionFailure,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
+
+from headwater.errors import ConfigError
+from tasks.migration_plan import (
+    CHECKPOINTS,
+    CollectionSpec,
+    MigrationPlan,
+    canonical,
+    diff_documents,
+    range_id,
+    sample_ranges,
+    split_ranges,
+)
+from tasks.sql import (
+    batch_bounds,
+    change_condition,
+    count_rows,
+    get_source_engine,
+    get_table,
+    max_value,
+    orphan_condition,
+    read_batch_documents,
+)
+
+WRITE_CHUNK = 1000
+
+_lock = threading.Lock()
+_clients: dict[str, tuple[MongoClient[Any], str]] = {}
+
+#: Test hook: raise after this many batches were written in this process (a crash mid-table).
+FAULT_AFTER_BATCHES: int | None = None
+_batches_written = 0
+
+
+def target_client(block_name: str) -> tuple[MongoClient[Any], str]:
+    """A cached pymongo client and the database name of a saved `MongoConnection` block."""
+    with _lock:
+        hit = _clients.get(block_name)
+        if hit is None:
+            from blocks.mongo import MongoConnection
+
+            block = MongoConnection.load(block_name)
+            hit = (
+                client_for_url(block.url.get_secret_value(), block.server_selection_timeout_ms),
+                block.database_name(),
+            )
+            _clients[block_name] = hit
+        return hit
+
+
+def client_for_url(url: str, timeout_ms: int = 5000) -> MongoClient[Any]:
+    """A pymongo client with UTC-aware datetimes and standard UUIDs."""
+    return MongoClient(
+        url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, uuidRepresentation="standard"
+    )
+
+
+def close_clients() -> None:
+    """Close every cached client."""
+    with _lock:
+        for client, _ in _clients.values():
+            client.close()
+        _clients.clear()
+
+
+def check_database(client: MongoClient[Any], database: str) -> dict[str, Any]:
+    """Ping the server and probe what it stores; one ConfigError naming the target on failure.
+
+    Decimals are written as Decimal128, or as exact decimal strings on FerretDB v1.
+    """
+    try:
+        client.admin.command("ping")
+        db = client[database]
+        db.list_collection_names()
+        info = client.server_info()
+    except OperationFailure as exc:
+        raise ConfigError(
+            "target",
+            f"MongoDB refused the login or command: {exc.details or exc}",
+        ) from exc
+    except (ServerSelectionTimeoutError, ConnectionFailure) as exc:
+        raise ConfigError(
+            "target", f"cannot reach the MongoDB server: {str(exc).split(',')[0]}"
+        ) from exc
+    ferretdb = "ferretdbVersion" in info
+    # FerretDB v1 cannot store Decimal128 (it drops the connection, and a probe has been seen
+    # to take the server down), so it is detected from buildInfo instead of being tried.
+    decimal128 = not ferretdb
+    return {
+        "server_version": info.get("version"),
+        "ferretdb": info.get("ferretdbVersion"),
+        "decimal128": decimal128,
+    }
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only on connection-level errors."""
+    import sqlalchemy.exc as sa_exc
+
+    try:
+        state.result()
+    except (AutoReconnect, ConnectionFailure, sa_exc.OperationalError, sa_exc.InterfaceError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
+def check_target(target_block: str) -> dict[str, Any]:
+    """Check the target is reachable and probe its BSON support (Decimal128)."""
+    client, database = target_client(target_block)
+    caps = check_database(client, database)
+    if not caps["decimal128"]:
+        get_run_logger().warning(
+            "target does not store Decimal128 (FerretDB): decimals are written as exact strings"
+        )
+    return caps
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+
+def checkpoint_id(migration_id: str, table: str) -> str:
+    """The `_headwater_migrations` document id of one table of one migration."""
+    return f"{migration_id}:{table}"
+
+
+def _watermarks(engine: Any, spec: CollectionSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if spec.watermark:
+        out[spec.table] = max_value(engine, get_table(engine, spec.table), spec.watermark)
+    for emb in spec.embeds:
+        if emb.watermark:
+            out[emb.table] = max_value(engine, get_table(engine, emb.table), emb.watermark)
+    return out
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
+def prepare_table(
+    source_block: str,
+    target_block: str,
+    plan_data: dict[str, Any],
+    table: str,
+    migration_id: str,
+    mode: str,
+    restart: bool,
+    batch_size: int,
+) -> dict[str, Any]:
+    """Open or resume the table's checkpoint and list the batch key ranges still to copy."""
+    plan = MigrationPlan.model_validate(plan_data)
+    spec = plan.collection(table)
+    engine = get_source_engine(source_block)
+    client, database = target_client(target_block)
+    checkpoints = client[database][CHECKPOINTS]
+    ck_id = checkpoint_id(migration_id, table)
+    ck = checkpoints.find_one({"_id": ck_id})
+    gen_no = int(ck.get("generation_no", 0)) if ck else 0
+    note = ""
+    since: dict[str, Any] | None = None
+    resume = False
+    if ck and not restart and not ck.get("complete"):
+        resume = True  # a crashed or cancelled run: same generation, skip finished ranges
+    elif ck and not restart and ck.get("complete"):
+        if mode == "full" or not spec.watermark:
+            note = "already complete" if mode == "full" else "complete; no watermark"
+            return {
+                "table": table,
+                "checkpoint": ck_id,
+                "ranges": [],
+                "pending_rows": 0,
+                "skipped": len(ck.get("done", [])),
+                "since": None,
+                "note": note,
+            }
+        since = dict(ck.get("watermarks") or {})
+    if resume:
+        assert ck is not None
+        generation = ck["generation"]
+        since = ck.get("since")
+        done = set(ck.get("done", []))
+        note = "resumed"
+    else:
+        gen_no += 1
+        generation = f"{'inc' if since is not None else 'full'}:{gen_no}"
+        done = set()
+        checkpoints.replace_one(
+            {"_id": ck_id},
+            {
+                "migration_id": migration_id,
+                "table": table,
+                "collection": spec.collection,
+                "generation": generation,
+                "generation_no": gen_no,
+                "since": since,
+                "watermarks": _watermarks(engine, spec),
+                "done": [],
+                "complete": False,
+                "started_at": dt.datetime.now(dt.UTC),
+            },
+            upsert=True,
+        )
+        note = "incremental" if since is not None else "full copy"
+    sa_table = get_table(engine, table)
+    where = change_condition(engine, spec, since) if since is not None else None
+    total = count_rows(engine, sa_table, where)
+    if spec.id_mode == "row_hash":
+        bounds: list[list[Any]] = []
+    else:
+        bounds = batch_bounds(engine, sa_table, spec.key_columns, batch_size, where)
+    ranges = []
+    pending_rows = 0
+    for i, (lower, upper) in enumerate(split_ranges(bounds)):
+        rid = range_id(lower, upper, generation)
+        rows = batch_size if upper is not None else total - batch_size * len(bounds)
+        if spec.id_mode == "row_hash":
+            rows = total
+        if rid in done:
+            continue
+        pending_rows += rows
+        ranges.append({"index": i, "lower": lower, "upper": upper, "range_id": rid, "rows": rows})
+    return {
+        "table": table,
+        "checkpoint": ck_id,
+        "ranges": ranges,
+        "pending_rows": pending_rows,
+        "skipped": len(done),
+        "since": since,
+        "note": note,
+    }
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
+def mark_table_complete(target_block: str, checkpoint: str) -> None:
+    """Mark a table's checkpoint complete (its watermarks become the next incremental base)."""
+    client, database = target_client(target_block)
+    client[database][CHECKPOINTS].update_one(
+        {"_id": checkpoint},
+        {"$set": {"complete": True, "finished_at": dt.datetime.now(dt.UTC)}},
+    )
+
+
+# --- copying --------------------------------------------------------------------------------------
+
+
+def write_documents(collection: Any, docs: Sequence[dict[str, Any]]) -> int:
+    """Idempotent writes in chunks: unordered insert, then replace-upserts for ids that exist.
+
+    A first copy is plain bulk inserts (fast, also on FerretDB); documents whose `_id` is
+    already there (a resumed or repeated batch) are replaced by `_id`, so a batch written
+    twice still leaves exactly one document per source row.
+    """
+    for i in range(0, len(docs), WRITE_CHUNK):
+        chunk = docs[i : i + WRITE_CHUNK]
+        try:
+            collection.insert_many(chunk, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            others = [e for e in errors if e.get("code") != 11000]
+            if others:
+                raise
+            existing = [chunk[e["index"]] for e in errors]
+            collection.bulk_write(
+                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in existing], ordered=False
+            )
+    return len(docs)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
+def copy_table_batch(
+    source_block: str,
+    target_block: str,
+    plan_data: dict[str, Any],
+    table: str,
+    checkpoint: str,
+    batch: dict[str, Any],
+    since: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Copy one key range of a table (with its embedded children) and checkpoint it."""
+    global _batches_written
+    start = time.perf_counter()
+    with _lock:
+        _batches_written += 1
+        crash = FAULT_AFTER_BATCHES is not None and _batches_written > FAULT_AFTER_BATCHES
+    if crash:  # the process "dies": this and later batches never write nor checkpoint
+        raise RuntimeError(f"injected fault after {FAULT_AFTER_BATCHES} batches")
+    plan = MigrationPlan.model_validate(plan_data)
+    spec = plan.collection(table)
+    engine = get_source_engine(source_block)
+    client, database = target_client(target_block)
+    db = client[database]
+    got = read_batch_documents(engine, plan, spec, batch["lower"], batch["upper"], since)
+    written = write_documents(db[spec.collection], got.docs)
+    if got.orphans:
+        write_documents(db[spec.orphans_collection], got.orphans)
+    db[CHECKPOINTS].update_one(
+        {"_id": checkpoint},
+        {"$addToSet": {"done": batch["range_id"]}, "$inc": {"rows_written": written}},
+    )
+    return {
+        "table": table,
+        "rows": got.rows,
+        "written": written,
+        "embedded": got.embedded,
+        "orphans": len(got.orphans),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+# --- verification ---------------------------------------------------------------------------------
+
+
+def _array_elements(coll: Any, path: str) -> int:
+    """Total elements of an array field across a collection ($unwind: FerretDB lacks $size)."""
+    pipeline: list[dict[str, Any]] = []
+    parts = path.split(".")
+    for i in range(len(parts)):
+        pipeline.append({"$unwind": "$" + ".".join(parts[: i + 1])})
+    pipeline.append({"$count": "n"})
+    res = list(coll.aggregate(pipeline))
+    return int(res[0]["n"]) if res else 0
+
+
+def _expected_nested(engine: Any, spec: CollectionSpec, path: list[Any]) -> int:
+    """Source rows of a nested embed whose whole parent chain exists."""
+    import sqlalchemy as sa
+
+    tables = [get_table(engine, spec.table)] + [get_table(engine, e.table) for e in path]
+    stmt = sa.select(sa.func.count()).select_from(tables[0])
+    joined = tables[0]
+    for parent, child, emb in zip(tables, tables[1:], path, strict=False):
+        on = sa.and_(
+            *(
+                child.c[c] == parent.c[p]
+                for c, p in zip(emb.child_columns, emb.parent_columns, strict=True)
+            )
+        )
+        joined = joined.join(child, on)
+    stmt = sa.select(sa.func.count()).select_from(joined)
+    with engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
+def verify_collection(
+    source_block: str,
+    target_block: str,
+    plan_data: dict[str, Any],
+    table: str,
+    sample: int,
+    batch_size: int,
+) -> dict[str, Any]:
+    """Compare counts, embedded array sizes and a field-by-field content checksum."""
+    plan = MigrationPlan.model_validate(plan_data)
+    spec = plan.collection(table)
+    engine = get_source_engine(source_block)
+    client, database = target_client(target_block)
+    db = client[database]
+    coll = db[spec.collection]
+    sa_table = get_table(engine, table)
+    source_rows = count_rows(engine, sa_table)
+    documents = coll.count_documents({})
+    problems: list[str] = []
+    if documents != source_rows:
+        problems.append(f"documents {documents} != source rows {source_rows}")
+    embedded: list[dict[str, Any]] = []
+
+    def walk(embeds: Sequence[Any], path: list[Any]) -> None:
+        for emb in embeds:
+            chain = [*path, emb]
+            field = ".".join(e.field for e in chain)
+            expected = _expected_nested(engine, spec, chain)
+            actual = _array_elements(coll, field)
+            row = {"field": field, "expected": expected, "actual": actual}
+            if not path:
+                child = get_table(engine, emb.table)
+                parent = sa_table
+                orphans_src = count_rows(
+                    engine,
+                    child,
+                    orphan_condition(child, parent, emb.child_columns, emb.parent_columns),
+                )
+                orphans_dst = db[spec.orphans_collection].count_documents({"_id.field": emb.field})
+                row.update({"orphans_source": orphans_src, "orphans_target": orphans_dst})
+                if orphans_src != orphans_dst:
+                    problems.append(f"{field}: orphans {orphans_dst} != source {orphans_src}")
+            if expected != actual:
+                problems.append(f"{field}: elements {actual} != source rows {expected}")
+            embedded.append(row)
+            walk(emb.embeds, chain)
+
+    walk(spec.embeds, [])
+
+    # content checksum over every range, or evenly spaced ranges covering about `sample` rows
+    bounds = (
+        []
+        if spec.id_mode == "row_hash"
+        else batch_bounds(engine, sa_table, spec.key_columns, batch_size)
+    )
+    ranges = split_ranges(bounds)
+    src_hash, dst_hash = hashlib.sha256(), hashlib.sha256()
+    checked = 0
+    mismatched: list[str] = []
+    for idx in sample_ranges(len(ranges), source_rows, sample):
+        lower, upper = ranges[idx]
+        got = read_batch_documents(engine, plan, spec, lower, upper)
+        ids = [d["_id"] for d in got.docs]
+        stored = {}
+        for i in range(0, len(ids), WRITE_CHUNK):
+            for d in coll.find({"_id": {"$in": ids[i : i + WRITE_CHUNK]}}):
+                stored[canonical({"id": d["_id"]})] = d
+        for doc in got.docs:
+            actual = stored.get(canonical({"id": doc["_id"]}))
+            src_hash.update(canonical(doc).encode())
+            dst_hash.update(canonical(actual).encode() if actual is not None else b"<missing>")
+            diffs = diff_documents(doc, actual)
+            if diffs and len(mismatched) < 10:
+                mismatched.append(f"_id={doc['_id']!r}: {', '.join(diffs[:5])}")
+            checked += 1
+    if src_hash.hexdigest() != dst_hash.hexdigest():
+        problems.append("content checksum differs: " + "; ".join(mismatched))
+    return {
+        "table": table,
+        "collection": spec.collection,
+        "source_rows": source_rows,
+        "documents": documents,
+        "embedded": embedded,
+        "checked_rows": checked,
+        "checksum": dst_hash.hexdigest()[:16],
+        "verified": not problems,
+        "problems": problems,
+    }
+
+
+def drop_collections(client: MongoClient[Any], database: str, names: Sequence[str]) -> None:
+    """Drop collections (tests and benchmarks start from an empty target)."""
+    for name in names:
+        client[database].drop_collection(name)
+
+
+def stored_documents(
+    client: MongoClient[Any], database: str, collection: str, query: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every document of a collection matching `query` (small collections in tests)."""
+    return list(client[database][collection].find(dict(query or {})))

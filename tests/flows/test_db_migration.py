@@ -1,0 +1,282 @@
+"""db-migration flow end to end: Chinook SQLite -> the local MongoDB-wire server (FerretDB)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from pydantic import SecretStr
+
+import tasks.mongo as mongo_tasks
+from blocks.mongo import MongoConnection
+from blocks.registry import sql_connector_from_url
+from flows.db_migration import DbMigrationParams, db_migration
+from headwater.errors import ConfigError
+from headwater.settings import get_settings
+from tasks.mongo import client_for_url, close_clients
+from tasks.sql import dispose_engines
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CHINOOK = get_settings().shared_data_dir / "sql" / "chinook.sqlite"
+EXAMPLE_PLAN = yaml.safe_load((ROOT / "examples" / "chinook-embed.yaml").read_text())
+
+
+def mongo_base_url() -> str:
+    """The MongoDB-wire server of the local services, without a database."""
+    url = get_settings().mongo_url.get_secret_value()
+    return url.rsplit("/", 1)[0]
+
+
+class Target:
+    """A database on the local MongoDB-wire server, emptied before use, with its block."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.url = f"{mongo_base_url()}/{name}"
+        self.client = client_for_url(self.url)
+        self.db = self.client[name]
+        # drop collections, never the database: dropping a FerretDB (SQLite) database while
+        # other connections are open has crashed the server
+        for coll in self.db.list_collection_names():
+            self.db.drop_collection(coll)
+        self.block = f"test-dbmig-{name.replace('_', '-')}"
+        MongoConnection(url=SecretStr(self.url)).save(self.block, overwrite=True)
+
+    def count(self, collection: str, query: dict[str, Any] | None = None) -> int:
+        return self.db[collection].count_documents(query or {})
+
+    def ids(self, collection: str) -> set[str]:
+        return {
+            json.dumps(d["_id"], sort_keys=True, default=str)
+            for d in self.db[collection].find({}, {"_id": 1})
+        }
+
+
+def source_block(url: str, name: str) -> str:
+    """Save a SQLAlchemy source block; return its name."""
+    sql_connector_from_url(url).save(name, overwrite=True)
+    return name
+
+
+def run(source: str, target: Target, **kwargs: Any) -> dict[str, Any]:
+    """Run the flow in-process."""
+    return db_migration(DbMigrationParams(source_block=source, target_block=target.block, **kwargs))
+
+
+def decimal_of(value: Any) -> Decimal:
+    """A stored decimal (Decimal128 on MongoDB, an exact string on FerretDB) as Decimal."""
+    return value.to_decimal() if hasattr(value, "to_decimal") else Decimal(value)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> Iterator[None]:
+    yield
+    mongo_tasks.FAULT_AFTER_BATCHES = None
+    dispose_engines()
+    close_clients()
+
+
+@pytest.fixture
+def sqlite_chinook(tmp_path: Path) -> Path:
+    """A writable copy of Chinook."""
+    path = tmp_path / "chinook.sqlite"
+    shutil.copyfile(CHINOOK, path)
+    path.chmod(0o644)
+    return path
+
+
+@pytest.fixture
+def target(mongo_service: Any) -> Target:
+    return Target("dbmig_flow_test")
+
+
+def test_chinook_sqlite_embed_plan_then_rerun_writes_nothing(
+    sqlite_chinook: Path, target: Target, prefect_api: Any
+) -> None:
+    src = source_block(f"sqlite:///{sqlite_chinook}", "test-dbmig-sqlite")
+    summary = run(src, target, plan=EXAMPLE_PLAN, batch_size=150, verify_sample=0)
+    assert summary["verified"] is True
+    expected = {"Album": 347, "Artist": 275, "Customer": 59, "Employee": 8, "Genre": 25,
+                "invoices": 412, "MediaType": 5, "playlists": 18, "tracks": 3503}  # fmt: skip
+    assert {c: target.count(c) for c in expected} == expected
+    assert "InvoiceLine" not in target.db.list_collection_names()
+    tables = summary["tables"]
+    assert tables["Invoice"]["embedded_rows"] == 2240 and tables["Invoice"]["batches"] == 3
+    assert tables["Playlist"]["embedded_rows"] == 8715
+    assert tables["Track"]["documents_written"] == 3503
+
+    inv = target.db.invoices.find_one({"_id": 1})
+    assert inv["CustomerId"] == 2 and inv["billing_zip"] == "70174"
+    assert inv["InvoiceDate"] == dt.datetime(2021, 1, 1, tzinfo=dt.UTC)
+    assert decimal_of(inv["Total"]) == Decimal("1.98")
+    assert [(li["InvoiceLineId"], li["TrackId"], li["Quantity"]) for li in inv["lines"]] == [
+        (1, 2, 1),
+        (2, 4, 1),
+    ]
+    assert decimal_of(inv["lines"][0]["UnitPrice"]) == Decimal("0.99")
+    assert sum(len(d["lines"]) for d in target.db.invoices.find({}, {"lines": 1})) == 2240
+    playlist = target.db.playlists.find_one({"_id": 1})
+    assert playlist["Name"] == "Music" and len(playlist["track_ids"]) == 3290
+    employee = target.db.Employee.find_one({"_id": 1})
+    assert employee["ReportsTo"] is None  # NULL kept
+    assert (
+        target.db.tracks.find_one({"_id": 1})["Composer"]
+        == "Angus Young, Malcolm Young, Brian Johnson"
+    )
+    checkpoints = list(target.db["_headwater_migrations"].find())
+    assert len(checkpoints) == 9 and all(c["complete"] for c in checkpoints)
+
+    before = {c: target.ids(c) for c in expected}
+    again = run(src, target, plan=EXAMPLE_PLAN, batch_size=150, verify_sample=0)
+    assert again["verified"] is True
+    assert again["documents_written"] == 0
+    assert all(t["note"] == "already complete" for t in again["tables"].values())
+    assert {c: target.ids(c) for c in expected} == before
+    assert {c: target.count(c) for c in expected} == expected
+
+
+def test_killed_mid_table_resumes_to_exact_counts(
+    sqlite_chinook: Path, target: Target, prefect_api: Any
+) -> None:
+    src = source_block(f"sqlite:///{sqlite_chinook}", "test-dbmig-sqlite")
+    plan = {"exclude": ["Album", "Artist", "Customer", "Employee", "Genre", "Invoice",
+                        "InvoiceLine", "MediaType", "Playlist", "PlaylistTrack"]}  # fmt: skip
+    mongo_tasks.FAULT_AFTER_BATCHES = 3
+    mongo_tasks._batches_written = 0
+    with pytest.raises(RuntimeError, match="injected fault"):
+        run(src, target, plan=plan, batch_size=400)
+    partial = target.count("Track")
+    assert 0 < partial < 3503
+    ck = target.db["_headwater_migrations"].find_one({"table": "Track"})
+    assert ck["complete"] is False and 1 <= len(ck["done"]) <= 3
+
+    mongo_tasks.FAULT_AFTER_BATCHES = None
+    resumed = run(src, target, plan=plan, batch_size=400)
+    track = resumed["tables"]["Track"]
+    assert resumed["verified"] is True and track["note"] == "resumed"
+    assert track["batches_skipped"] == len(ck["done"])
+    assert 0 < track["documents_written"] < 3503
+    assert target.count("Track") == 3503 == len(target.ids("Track"))
+
+
+def test_incremental_picks_up_inserted_and_updated_rows(
+    sqlite_chinook: Path, target: Target, prefect_api: Any
+) -> None:
+    engine = sa.create_engine(f"sqlite:///{sqlite_chinook}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE Track ADD COLUMN last_update DATETIME"))
+        conn.execute(sa.text("UPDATE Track SET last_update = '2024-01-01 00:00:00'"))
+    src = source_block(f"sqlite:///{sqlite_chinook}", "test-dbmig-sqlite")
+    plan = {
+        "exclude": ["Album", "Customer", "Employee", "Genre", "MediaType", "Playlist",
+                    "PlaylistTrack"],
+        "tables": {"Invoice": {"collection": "invoices",
+                               "embed": [{"table": "InvoiceLine", "as": "lines"}]}},
+    }  # fmt: skip
+    first = run(src, target, plan=plan, mode="incremental")
+    assert first["tables"]["Track"]["rows_copied"] == 3503
+
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE Track SET Name = 'Renamed', last_update = '2024-06-01' WHERE TrackId = 5"
+            )
+        )
+        conn.execute(sa.text(
+            "INSERT INTO Track (TrackId, Name, MediaTypeId, Milliseconds, UnitPrice, last_update) "
+            "VALUES (4000, 'New', 1, 1000, 0.99, '2024-06-01')"
+        ))  # fmt: skip
+        conn.execute(sa.text("INSERT INTO Artist (ArtistId, Name) VALUES (999, 'Newcomer')"))
+        conn.execute(sa.text("INSERT INTO InvoiceLine VALUES (5000, 1, 3, 0.99, 2)"))
+    engine.dispose()
+
+    second = run(src, target, plan=plan, mode="incremental")
+    tables = second["tables"]
+    assert second["verified"] is True
+    assert tables["Track"]["rows_copied"] == 2 and tables["Artist"]["rows_copied"] == 1
+    assert tables["Invoice"]["rows_copied"] == 1 and tables["Invoice"]["embedded_rows"] == 3
+    assert target.db.Track.find_one({"_id": 5})["Name"] == "Renamed"
+    assert target.db.Track.find_one({"_id": 4000})["Name"] == "New"
+    assert target.db.Artist.find_one({"_id": 999})["Name"] == "Newcomer"
+    assert [li["InvoiceLineId"] for li in target.db.invoices.find_one({"_id": 1})["lines"]] == [
+        1,
+        2,
+        5000,
+    ]
+    assert target.count("Track") == 3504 and target.count("Artist") == 276
+
+    third = run(src, target, plan=plan, mode="incremental")
+    assert third["rows_copied"] == 0 and third["verified"] is True
+
+
+def test_orphans_and_mismatch_reporting(
+    sqlite_chinook: Path, target: Target, prefect_api: Any
+) -> None:
+    engine = sa.create_engine(f"sqlite:///{sqlite_chinook}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO InvoiceLine VALUES (9001, 77777, 1, 0.99, 1)"))
+    engine.dispose()
+    src = source_block(f"sqlite:///{sqlite_chinook}", "test-dbmig-sqlite")
+    plan = {"exclude": ["Album", "Artist", "Customer", "Employee", "Genre", "MediaType",
+                        "Playlist", "PlaylistTrack", "Track"],
+            "tables": {"Invoice": {"collection": "invoices",
+                                   "embed": [{"table": "InvoiceLine", "as": "lines"}]}}}  # fmt: skip
+    summary = run(src, target, plan=plan)
+    assert summary["verified"] is True and summary["tables"]["Invoice"]["orphans"] == 1
+    orphan = target.db.invoices_orphans.find_one()
+    assert orphan["_id"] == {"field": "lines", "key": {"InvoiceLineId": 9001}}
+    assert orphan["parent_key"] == {"InvoiceId": 77777} and orphan["row"]["TrackId"] == 1
+
+    target.db.invoices.update_one({"_id": 7}, {"$set": {"BillingCity": "Tampered"}})
+    target.db.invoices.delete_one({"_id": 8})
+    from flows.db_migration import MigrationFailed
+
+    with pytest.raises(MigrationFailed, match="documents 411 != source rows 412") as info:
+        run(src, target, plan=plan)
+    assert "BillingCity" in str(info.value)
+    assert info.value.summary["tables"]["Invoice"]["verified"] is False
+
+
+def test_unreachable_target_fails_before_any_write(
+    sqlite_chinook: Path, mongo_service: Any, prefect_api: Any
+) -> None:
+    src = source_block(f"sqlite:///{sqlite_chinook}", "test-dbmig-sqlite")
+    MongoConnection(
+        url=SecretStr("mongodb://127.0.0.1:9/nowhere"), server_selection_timeout_ms=1500
+    ).save("test-dbmig-unreachable", overwrite=True)
+    with pytest.raises(ConfigError, match="target: cannot reach the MongoDB server"):
+        db_migration(DbMigrationParams(source_block=src, target_block="test-dbmig-unreachable"))
+
+
+def test_cli_dry_run_json_and_bad_source(
+    sqlite_chinook: Path, target: Target, prefect_api: Any
+) -> None:
+    from typer.testing import CliRunner
+
+    from headwater.cli import app
+
+    runner = CliRunner()
+    plan_file = ROOT / "examples" / "chinook-embed.yaml"
+    res = runner.invoke(app, ["run", "db-migration", "--source", f"sqlite:///{sqlite_chinook}",
+                              "--target", target.url, "--plan", str(plan_file), "--dry-run",
+                              "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["dry_run"] is True
+    assert {r["collection"] for r in out["plan"]} >= {"invoices", "playlists", "tracks"}
+    assert target.db.list_collection_names() == []  # a dry run writes nothing
+
+    res = runner.invoke(app, ["run", "db-migration", "--source", "sqlite:////nonexistent/x.db",
+                              "--target", target.url])  # fmt: skip
+    assert res.exit_code != 0
+    assert isinstance(res.exception, ConfigError) and "not found" in str(res.exception)

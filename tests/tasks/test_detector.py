@@ -1,0 +1,93 @@
+"""The streaming detector: scores in [0, 1], no look-ahead, state round-trips, bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks.detector import DetectorConfig, StreamingDetector, score_series
+
+CFG = DetectorConfig(
+    m=16,
+    history=600,
+    exclusion=8,
+    long_window=400,
+    probation=100,
+    min_history=80,
+    suppress=100,
+    novelty_window=300,
+)
+
+
+def _sine(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return np.sin(2 * np.pi * t / 50) + 0.05 * rng.standard_normal(n)
+
+
+def test_scores_are_bounded_and_zero_in_probation() -> None:
+    s = score_series(_sine(1500), CFG)
+    assert s.shape == (1500,)
+    assert np.all((s >= 0) & (s <= 1))
+    assert np.all(s[: CFG.probation] == 0)
+
+
+def test_spike_scores_highest_near_the_anomaly() -> None:
+    x = _sine(1500)
+    x[1200] += 6.0
+    s = score_series(x, CFG)
+    assert 1200 <= int(np.argmax(s)) <= 1200 + CFG.m
+    assert s.max() > 0.6 and s.max() > s[CFG.probation : 1190].max()
+
+
+def test_no_look_ahead_prefix_scores_do_not_change() -> None:
+    x = _sine(1200)
+    x[900:950] += 3.0
+    full = score_series(x, CFG)
+    prefix = score_series(x[:800], CFG)
+    np.testing.assert_allclose(full[:800], prefix, atol=1e-9)
+
+
+@pytest.mark.parametrize("split", [[1500], [700, 800], [1, 9, 490, 1000], [10] * 150])
+def test_state_round_trip_equals_one_pass(split: list[int]) -> None:
+    x = _sine(1500)
+    x[1100:1130] = 0.0
+    expected = score_series(x, CFG)
+    det = StreamingDetector(CFG)
+    got, pos = [], 0
+    for size in split:
+        det = StreamingDetector.from_bytes(det.to_bytes())
+        got.append(det.update(x[pos : pos + size]))
+        pos += size
+    np.testing.assert_allclose(np.concatenate(got), expected, atol=1e-6)
+
+
+def test_constant_series_and_constant_stretch_do_not_divide_by_zero() -> None:
+    flat = np.full(800, 3.0)
+    s = score_series(flat, CFG)
+    assert np.all(np.isfinite(s)) and s.max() == 0.0
+    x = _sine(1500)
+    x[600:900] = 0.25
+    s = score_series(x, CFG)
+    assert np.all(np.isfinite(s))
+    # left matrix profile: a flat subsequence is as far as possible from shaped ones (1.0) until
+    # an earlier flat one is outside the exclusion zone (then 0), never NaN
+    dist = StreamingDetector(CFG)._discords(x, 0)
+    assert np.nanmax(dist[600:640]) == pytest.approx(1.0)
+    assert np.all(dist[640:880] == 0.0)
+    assert np.nanmax(dist[100:590]) < 0.6
+
+
+def test_nan_and_inf_are_carried_forward() -> None:
+    x = _sine(900)
+    x[[10, 500, 501]] = np.nan
+    x[600] = np.inf
+    s = score_series(x, CFG)
+    assert np.all(np.isfinite(s))
+
+
+def test_too_little_history_scores_zero() -> None:
+    det = StreamingDetector(CFG)
+    assert det.update([1.0, 2.0, 3.0]).tolist() == [0.0, 0.0, 0.0]
+    assert det.update([]).size == 0
+    assert det.state.seen == 3
