@@ -146,6 +146,14 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         capability="leak-detection",
         description="One leak-detection pass now.",
     ),
+    DeploymentSpec(
+        name="leak-baseline-augment-daily",
+        flow_name="leak-baseline-augment",
+        entrypoint="flows/leak_detection.py:leak_baseline_augment",
+        capability="leak-detection",
+        description="Augment each sensor's baseline with its recent data judged normal (03:00 UTC).",
+        cron="0 3 * * *",
+    ),
     # --- containerised tools ---------------------------------------------------------------------
     DeploymentSpec(
         name="container-job-on-demand",

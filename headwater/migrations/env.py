@@ -12,7 +12,10 @@ target_metadata = Base.metadata
 
 def run_migrations_online() -> None:
     """Run migrations against a live connection."""
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("alembic: sqlalchemy.url is not set (headwater.db sets it)")
+    engine = create_engine(url)
     with engine.connect() as connection:
         context.configure(
             connection=connection,

@@ -64,11 +64,11 @@ def test_deployments_and_pools_registered(api: httpx.Client, deployed: dict[str,
 # --- one REST-triggered run per capability --------------------------------------------------------
 
 
-def _params_smoke(tmp: Path) -> dict[str, Any]:
+def _params_smoke(tmp: Path, worker_data: Path | None = None) -> dict[str, Any]:
     return {"message": f"rest {tmp.name}"}
 
 
-def _params_image(tmp: Path) -> dict[str, Any]:
+def _params_image(tmp: Path, worker_data: Path | None = None) -> dict[str, Any]:
     return {
         "params": {
             "catalog": str(FASHION / "styles.csv"),
@@ -82,7 +82,7 @@ def _params_image(tmp: Path) -> dict[str, Any]:
     }
 
 
-def _params_db(tmp: Path) -> dict[str, Any]:
+def _params_db(tmp: Path, worker_data: Path | None = None) -> dict[str, Any]:
     from blocks.mongo import MongoConnection
     from blocks.registry import sql_connector_from_url
 
@@ -105,11 +105,22 @@ def _params_db(tmp: Path) -> dict[str, Any]:
     }
 
 
-def _params_leak(tmp: Path) -> dict[str, Any]:
+def _params_container(tmp: Path, worker_data: Path) -> dict[str, Any]:
+    from headwater.storage import LocalStore
+
+    require_service("docker")
+    # the input is uploaded to the worker's store: the local folder under its data dir
+    src = SHARED / "chem" / "openbabel" / "alanine.mol"
+    key = f"uploads/orchestration-test/{src.name}"
+    LocalStore(worker_data / "artifacts").put_file(key, src)
+    return {"request": {"tool": "obabel-convert", "inputs": [key], "params": {"format": "sdf"}}}
+
+
+def _params_leak(tmp: Path, worker_data: Path | None = None) -> dict[str, Any]:
     return {"params": {"plots": False}}
 
 
-def _params_mail(tmp: Path) -> dict[str, Any]:
+def _params_mail(tmp: Path, worker_data: Path | None = None) -> dict[str, Any]:
     require_service("imap_source")
     require_service("imap_dest")
     return {
@@ -129,6 +140,7 @@ CASES = [
     ("db-migration/db-migration-on-demand", _params_db, True, True),
     ("leak-detection/leak-detection-on-demand", _params_leak, False, True),
     ("mail-migration/mail-migration-on-demand", _params_mail, True, True),
+    ("container-job/container-job-on-demand", _params_container, True, True),
 ]
 
 
@@ -147,7 +159,7 @@ def test_rest_triggered_run_completes_with_artifacts(
     table: bool,
 ) -> None:
     _require_capability(deployment)
-    params = make_params(tmp_path)
+    params = make_params(tmp_path, worker_data)
     # the data dir travels with the run too, in case another worker on the pool takes it
     env = {"HEADWATER_DATA_DIR": str(worker_data), "HEADWATER_STORAGE": "local"}
     run = run_deployment_rest(api, deployment, params, job_variables={"env": env})
@@ -166,6 +178,9 @@ def test_rest_triggered_run_completes_with_artifacts(
     if deployment.startswith("image-pipeline/"):
         written = [p for p in (tmp_path / "images-out").rglob("*.png")]
         assert len(written) == 12
+    if deployment.startswith("container-job/"):
+        outputs = list((worker_data / "artifacts" / "container-jobs" / run["id"]).rglob("*.sdf"))
+        assert len(outputs) == 1 and b"$$$$" in outputs[0].read_bytes()
 
 
 # --- a schedule creates runs by itself ------------------------------------------------------------
