@@ -30,7 +30,7 @@ def scaled_sigmoid(position: np.ndarray | float) -> np.ndarray:
     """NAB's scaled sigmoid: ~1 early in a window, 0 at its end, -1 well after it."""
     pos = np.asarray(position, dtype=float)
     val = 2.0 / (1.0 + np.exp(5.0 * pos)) - 1.0
-    return np.where(pos > 3.0, -1.0, val)
+    return np.where(pos >= 3.0, -1.0, val)
 
 
 MAX_TP = float(scaled_sigmoid(-1.0))
@@ -51,7 +51,7 @@ class ScoredFile:
     position: np.ndarray  # sigmoid argument per row (relative position in / past a window)
     has_prev_window: np.ndarray  # outside rows: whether a window precedes them
     probation: int
-    n_windows: int
+    n_windows: int  # windows with at least one row after the probationary period
 
 
 def prepare_file(
@@ -64,6 +64,7 @@ def prepare_file(
     position = np.zeros(n)
     has_prev = np.zeros(n, dtype=bool)
     bounds = []
+    probation = probationary_length(n)
     for k, (start, end) in enumerate(windows):
         lo = int(np.searchsorted(ts, np.datetime64(pd.Timestamp(start)), side="left"))
         hi = int(np.searchsorted(ts, np.datetime64(pd.Timestamp(end)), side="right")) - 1
@@ -84,14 +85,16 @@ def prepare_file(
             has_prev[seg] = True
         prev_hi, prev_width = hi, float(hi - lo + 1)
         cursor = hi + 1
+    # NAB drops probationary rows before scoring: a window lying wholly inside the probationary
+    # period is neither a detection nor a miss
     return ScoredFile(
         name=name,
         scores=np.asarray(scores, dtype=float),
         window_id=window_id,
         position=position,
         has_prev_window=has_prev,
-        probation=probationary_length(n),
-        n_windows=len(bounds),
+        probation=probation,
+        n_windows=sum(1 for _lo, hi in bounds if hi >= probation),
     )
 
 
@@ -126,33 +129,50 @@ def corpus_score(files: list[ScoredFile], threshold: float, profile: dict[str, f
     return agg
 
 
-def candidate_thresholds(files: list[ScoredFile], limit: int = 200) -> np.ndarray:
-    """Distinct score values worth trying as thresholds (quantiles of the top scores)."""
-    allscores = np.concatenate([f.scores[f.probation :] for f in files])
-    allscores = allscores[np.isfinite(allscores)]
-    hi = np.unique(allscores[allscores > 0])
-    if len(hi) > limit:
-        hi = np.unique(np.quantile(hi, np.linspace(0, 1, limit)))
-    return np.concatenate([hi, [1.01]])
+def sweep(files: list[ScoredFile], profile: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Corpus score at every distinct score value used as threshold (NAB's exact sweep).
+
+    NAB's `Sweeper.calcScoreByThreshold`: all scorable rows of the corpus sorted by descending
+    score; lowering the threshold past a row adds its FP weight, or raises its window's value to
+    the row's TP weight when that is higher (the earliest detection counts). Returns the
+    thresholds (descending, starting with 1.1: nothing detected) and the score at each.
+    """
+    scores, deltas = [], []
+    n_windows = 0
+    for f in files:
+        rows = np.arange(f.probation, f.scores.size)
+        sc = f.scores[rows]
+        win = f.window_id[rows]
+        pos = f.position[rows]
+        delta = np.zeros(rows.size)
+        out = win < 0
+        unweighted = np.where(f.has_prev_window[rows[out]], scaled_sigmoid(pos[out]), -1.0)
+        delta[out] = profile["fp"] * unweighted
+        order = np.argsort(-sc, kind="stable")
+        for k in np.unique(win[~out]):
+            sel = order[win[order] == k]  # the window's rows, highest score first
+            tp = profile["tp"] * scaled_sigmoid(pos[sel]) / MAX_TP
+            best = np.maximum.accumulate(np.concatenate([[-profile["fn"]], tp]))
+            delta[sel] = np.diff(best)
+            n_windows += 1
+        scores.append(sc)
+        deltas.append(delta)
+    allsc = np.concatenate(scores) if scores else np.zeros(0)
+    alld = np.concatenate(deltas) if deltas else np.zeros(0)
+    order = np.argsort(-allsc, kind="stable")
+    allsc, total = allsc[order], -profile["fn"] * n_windows + np.cumsum(alld[order])
+    # the score at a threshold counts every row at or above it: the last row of each run of ties
+    last = np.flatnonzero(np.append(allsc[1:] != allsc[:-1], True)) if allsc.size else []
+    thresholds = np.concatenate([[1.1], allsc[last]])
+    values = np.concatenate([[-profile["fn"] * n_windows], total[last]])
+    return thresholds, values
 
 
 def optimise(files: list[ScoredFile], profile: dict[str, float]) -> dict:
-    """Threshold maximising the corpus score (coarse sweep, then a local refinement)."""
-    cands = candidate_thresholds(files)
-    best: dict = {"score": -math.inf}
-    for t in cands:
-        res = corpus_score(files, float(t), profile)
-        if res["score"] > best["score"]:
-            best = {**res, "threshold": float(t)}
-    # refine between neighbouring candidates
-    allscores = np.unique(np.concatenate([f.scores[f.probation :] for f in files]))
-    t0 = best["threshold"]
-    near = allscores[(allscores > t0 - 0.02) & (allscores < t0 + 0.02)]
-    for t in near[:: max(1, len(near) // 100)]:
-        res = corpus_score(files, float(t), profile)
-        if res["score"] > best["score"]:
-            best = {**res, "threshold": float(t)}
-    return best
+    """Threshold maximising the corpus score over every distinct score (ties: the highest)."""
+    thresholds, values = sweep(files, profile)
+    t = float(thresholds[int(np.argmax(values))])
+    return {**corpus_score(files, t, profile), "threshold": t}
 
 
 def normalised_scores(files: list[ScoredFile]) -> dict[str, dict]:
