@@ -104,7 +104,15 @@ def main() -> None:
     if st.healthy and not os.environ.get("PREFECT_API_URL"):
         os.environ["PREFECT_API_URL"] = st.url
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from headwater.runtime import foreground_flow_settings
 
+    # flows run in this process as `headwater run` runs them (see headwater.runtime)
+    with foreground_flow_settings():
+        measure(reps, n_jobs, concurrency, args.quick)
+
+
+def measure(reps: int, n_jobs: int, concurrency: int, quick: bool) -> None:
+    """Time both comparisons against the configured services and write the JSON results."""
     from flows.container_jobs import ContainerJobRequest, container_job
     from headwater.settings import get_settings
     from headwater.storage import get_store
@@ -207,7 +215,7 @@ def main() -> None:
             "ratio": round(batch_hw / batch_docker, 3),
             "target_ratio": 1.5,
         },
-        "quick": args.quick,
+        "quick": quick,
         "load_average": os.getloadavg(),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ import httpx
 import typer
 
 from headwater.errors import ConfigError, HeadwaterError, InputError
+from headwater.runtime import foreground_flow_settings
 from headwater.settings import get_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -467,7 +468,8 @@ def demo(
         started = time.monotonic()
         row: dict[str, Any] = {"capability": name}
         try:
-            state = step(work, data)
+            with foreground_flow_settings():
+                state = step(work, data)
         except Skip as exc:
             row.update(status="skipped", reason=str(exc))
         except ImportError as exc:
