@@ -10,7 +10,6 @@ import io
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,46 +25,15 @@ from flows.container_jobs import (
 from headwater.settings import Settings, get_settings
 from headwater.storage import get_store
 from tasks.containers import load_records
-from tests.conftest import require_service
+from tests.integration.conftest import count_containers
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_leftover_containers")]
 
 CHEM = get_settings().shared_data_dir / "chem"
 CDK2 = CHEM / "rdkit" / "cdk2.sdf"
 DRF = CHEM / "openbabel" / "1DRF.pdb"
 REPO = Path(__file__).resolve().parents[2]
 OB_IMAGE = "headwater/tool-openbabel:3.1.1-1"
-TEST_DB = "headwater_container_jobs_test"
-
-
-def _containers() -> int:
-    out = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True)
-    return len(out.stdout.split())
-
-
-@pytest.fixture(scope="module", autouse=True)
-def no_leftover_containers() -> Iterator[None]:
-    """`docker ps -a` has as many containers after these tests as before."""
-    require_service("docker")
-    before = _containers()
-    yield
-    assert _containers() == before
-
-
-@pytest.fixture
-def cj_settings(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """MinIO artifact store and a dedicated PostgreSQL database for calculation records."""
-    require_service("postgres")
-    admin = create_engine(s3_settings.postgres_url.get_secret_value(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": TEST_DB}):
-            conn.execute(text(f'CREATE DATABASE "{TEST_DB}"'))
-    admin.dispose()
-    url = s3_settings.postgres_url.get_secret_value().rsplit("/", 1)[0] + f"/{TEST_DB}"
-    monkeypatch.setenv("HEADWATER_DATABASE_URL", url)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
 
 
 def _upload(settings: Settings, path: Path, name: str | None = None) -> str:
@@ -291,7 +259,7 @@ def test_cli_tools_list_show_build(cj_settings: Settings) -> None:
 
 
 def test_cli_rejects_unknown_tool_and_bad_param_with_one_line(cj_settings: Settings) -> None:
-    before = _containers()
+    before = count_containers()
     for argv, message in [
         (["--tool", "nope", "--input", str(CDK2)], "error: unknown tool 'nope'"),
         (
@@ -307,7 +275,7 @@ def test_cli_rejects_unknown_tool_and_bad_param_with_one_line(cj_settings: Setti
         )
         assert out.returncode == 2
         assert out.stderr.strip().splitlines()[-1].startswith(message)
-    assert _containers() == before
+    assert count_containers() == before
 
 
 def test_cli_pipeline_json(cj_settings: Settings, tmp_path: Path) -> None:

@@ -6,58 +6,21 @@ asserted by the flow state, its message, the record and what was uploaded; no co
 
 from __future__ import annotations
 
-import subprocess
 import textwrap
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from flows.container_jobs import ContainerJobRequest, container_job
-from headwater.settings import Settings, get_settings
+from headwater.settings import Settings
 from headwater.storage import get_store
-from tasks.containers import docker_client, leftover_containers, load_records
-from tests.conftest import require_service
+from tasks.containers import load_records
+from tests.integration.conftest import count_containers
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_leftover_containers")]
 
 BASE = "headwater/debian-base:bookworm"
-TEST_DB = "headwater_container_jobs_test"
-
-
-def _containers() -> int:
-    out = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True)
-    return len(out.stdout.split())
-
-
-@pytest.fixture(scope="module", autouse=True)
-def no_leftover_containers() -> Iterator[None]:
-    """`docker ps -a` has as many containers after these tests as before."""
-    require_service("docker")
-    before = _containers()
-    yield
-    assert _containers() == before
-    client = docker_client()
-    assert leftover_containers(client) == []
-    client.close()
-
-
-@pytest.fixture
-def cj_settings(s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """MinIO artifact store and a dedicated PostgreSQL database for calculation records."""
-    require_service("postgres")
-    admin = create_engine(s3_settings.postgres_url.get_secret_value(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": TEST_DB}):
-            conn.execute(text(f'CREATE DATABASE "{TEST_DB}"'))
-    admin.dispose()
-    url = s3_settings.postgres_url.get_secret_value().rsplit("/", 1)[0] + f"/{TEST_DB}"
-    monkeypatch.setenv("HEADWATER_DATABASE_URL", url)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -166,12 +129,12 @@ def test_missing_image_says_how_to_build_it(cj_settings: Settings, tool_dir: Pat
 def test_invalid_tool_or_params_rejected_before_anything_runs(
     cj_settings: Settings, tool_dir: Path, tool: str, params: dict, message: str
 ) -> None:
-    before = _containers()
+    before = count_containers()
     state = _run(tool, tool_dir, params=params)
     assert state.is_failed()
     assert message in state.message
     assert _records(cj_settings, state) == []
-    assert _containers() == before
+    assert count_containers() == before
 
 
 def test_sandbox_no_network_readonly_inputs_not_root(cj_settings: Settings, tool_dir: Path) -> None:
