@@ -187,11 +187,16 @@ def main() -> None:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    result: dict[str, Any] = {"api": API, "quick": args.quick, "runs": runs}
+    result: dict[str, Any] = {
+        "api": API,
+        "quick": args.quick,
+        "runs": runs,
+        "load_average_at_start": list(os.getloadavg()),
+    }
     try:
         time.sleep(3)
         job_vars = {"env": {"HEADWATER_DATA_DIR": env["HEADWATER_DATA_DIR"]}}
-        to_running, to_completed = [], []
+        to_running, to_completed, to_pending = [], [], []
         with api_client(API) as client:
             dep = resolve_deployment(client, "smoke/smoke-on-demand")
             for i in range(runs):
@@ -202,6 +207,9 @@ def main() -> None:
                 times = state_times(client, run["id"])
                 created = _ts(run["created"])
                 to_running.append((times["RUNNING"] - created).total_seconds())
+                # PENDING: the worker has picked the run up; PENDING -> RUNNING is the flow-run
+                # process starting (Python, imports of Prefect and the flow module)
+                to_pending.append((times["PENDING"] - created).total_seconds())
                 to_completed.append((times["COMPLETED"] - created).total_seconds())
                 print(f"run {i}: RUNNING {to_running[-1]:.2f}s COMPLETED {to_completed[-1]:.2f}s")
             result["trivial"] = {
@@ -209,6 +217,11 @@ def main() -> None:
                     "median": statistics.median(to_running),
                     "min": min(to_running),
                     "max": max(to_running),
+                },
+                "trigger_to_pending_s": {
+                    "median": statistics.median(to_pending),
+                    "min": min(to_pending),
+                    "max": max(to_pending),
                 },
                 "trigger_to_completed_s": {
                     "median": statistics.median(to_completed),
@@ -247,6 +260,7 @@ def main() -> None:
         os.killpg(worker.pid, 15)
         worker.wait(timeout=30)
         log.close()
+    result["load_average_at_end"] = list(os.getloadavg())
     out = ROOT / "bench" / "results" / "orchestration.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
