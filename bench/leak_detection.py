@@ -6,7 +6,8 @@ Writes bench/results/leak_detection.json. Anchors: NAB scoreboard (ARTime 74.9 s
 HTM 70.5, CAD OSE 69.9, KNN CAD 58.0, Windowed Gaussian 39.6); BattLeDIM target >= 15 of 23
 leaks with <= 10 false alarms; cost targets <= 10 s for 1,000 sensors x 10 new points and for
 105,120 points. The baseline measured in the same run is a windowed-Gaussian detector (the
-value channel alone, no discord channel and no suppression), scored by the same scorer.
+value channel alone: no discord, amplitude or range channel, no cap and no suppression), scored
+by the same scorer.
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ from tasks.timeseries import evaluate_nab_dir  # noqa: E402
 
 DATA = Path(get_settings().shared_data_dir) / "timeseries"
 QUICK_NAB = ["artificialWithAnomaly", "realAdExchange"]
-BASELINE = {"discord_weight": 0.0, "suppress": 0, "novelty_window": 0}
+BASELINE = {
+    "discord_weight": 0.0,
+    "raw_discord_weight": 0.0,
+    "suppress": 0,
+    "suppress_ratio": 0.0,
+    "novelty_window": 0,
+    "value_cap": None,
+    "spatial_tolerance": None,
+}
 
 
 def bench_nab(quick: bool, work: Path) -> dict:

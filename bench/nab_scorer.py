@@ -4,9 +4,12 @@ Lavin & Ahmad, "Evaluating Real-time Anomaly Detection Algorithms - the Numenta 
 Benchmark" (2015) and the NAB README: anomaly windows around each labelled anomaly, a scaled
 sigmoid that rewards early detections inside a window and discounts false positives shortly
 after one, only the first detection in a window counts, missed windows cost A_FN, detections in
-the probationary period (first 15 %, at most 750 rows) are ignored, one threshold per detector
-and profile optimised over the whole corpus, and scores normalised so that the null detector
-(never detects) scores 0 and the perfect detector (first row of every window) scores 100.
+the probationary period (first 15 %, at most 750 rows) are ignored (a window lying wholly inside
+it is not counted), one threshold per detector and profile optimised over the whole corpus by
+NAB's exact sweep over every distinct score (`Sweeper.calcScoreByThreshold`), and scores
+normalised so that the null detector (never detects) scores 0 and the perfect detector (first
+row of every window) scores 100. Checked (outside this repository) against NAB's own sweeper,
+numenta/NAB `nab/sweeper.py`: the same thresholds and raw scores on this corpus.
 """
 
 from __future__ import annotations

@@ -151,7 +151,7 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         flow_name="leak-baseline-augment",
         entrypoint="flows/leak_detection.py:leak_baseline_augment",
         capability="leak-detection",
-        description="Augment each sensor's baseline with its recent data judged normal (03:00 UTC).",
+        description="Augment each sensor's baseline with recent data judged normal (03:00 UTC).",
         cron="0 3 * * *",
     ),
     # --- containerised tools ---------------------------------------------------------------------

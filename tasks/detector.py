@@ -5,16 +5,24 @@ state (recent raw values, recent statistics, counters) that serialises to bytes,
 run only pays for its new points. `StreamingDetector` scores every point in [0, 1]:
 
 * discord channel: z-normalised distance of the newest subsequence to its nearest neighbour in
-  the last `history` subsequences (the left matrix profile), standardised against its own recent
-  distribution (short mean vs long mean/std);
-* value channel: the same standardisation of the raw values (spikes, level shifts, flat-lines
-  that z-normalisation hides);
-* each channel's statistic is divided by its own maximum over the last `novelty_window` points
-  (unitless, so one threshold fits every series) and squashed to [0, 1); the score is the
-  weighted maximum of the channels;
-* a point keeps its score only when it exceeds every raw score of the previous `suppress`
-  points: repeated alarms about one anomaly only cost false positives. This rule does not depend
-  on the final threshold. The first `probation` points score 0.
+  the last `history` subsequences (the left matrix profile), as an anomaly likelihood: the
+  Gaussian tail probability of its short mean under the mean/std of the previous `long_window`
+  distances (HTM's "anomaly likelihood", learnt online from the past only);
+* amplitude channel: the same likelihood on the Euclidean distance of the raw (not
+  z-normalised) subsequences, which sees a change of amplitude or level that z-normalisation
+  hides (a lower daily peak, a quieter stretch);
+* value channel: the two-sided tail probability of the raw value under the mean/std of the
+  previous `long_window` values (spikes, level shifts, flat-lines that z-normalisation hides),
+  capped at `value_cap` so that a burst of extreme values is one alarm;
+* range channel: a value beyond the range seen so far by more than `spatial_tolerance` of it
+  (HTM's "spatial anomaly") scores at least 0.9;
+* the score is the maximum of the channels' -log10(tail), squashed to [0, 1) (tail 1e-10 ->
+  0.5), so one threshold fits every series (`novelty_window` > 0 instead divides each channel's
+  statistic by its own recent maximum);
+* a point keeps its score only when it exceeds every raw score of the previous `suppress` points
+  (or `suppress_ratio` x `probation`): NAB and operators reward the first alarm about an anomaly,
+  repeats only cost false positives. This rule does not depend on the final threshold. The first
+  `probation` points score 0.
 
 `NightFlowLeakDetector` is the water-network specialist: a CUSUM on each day's mean night flow.
 """
@@ -37,15 +45,21 @@ class DetectorConfig:
     history: int = 3000  # subsequences searched for the nearest neighbour
     exclusion: int = 16  # trivial-match exclusion zone (points)
     long_window: int = 1500  # window of the likelihood's mean/std
-    short_window: int = 6  # short average of the discord distance
+    short_window: int = 3  # short average of the discord distance
     value_short: int = 1  # short average of raw values
     min_history: int = 200  # points needed before any non-zero score
     probation: int = 750  # points scored 0 at the start of a series
-    suppress: int = 800  # points after a score whose lower scores are damped
+    suppress: int = 400  # points after a score whose lower scores are damped
+    # when > 0, the suppression lasts this fraction of the probationary period instead (CAD OSE's
+    # rest period on NAB is a fifth of it): a series that is learnt quickly alarms more often
+    suppress_ratio: float = 0.5
     damp: float = 0.0  # factor applied to damped scores
     value_weight: float = 1.0  # weight of the value channel
-    novelty_window: int = 1000  # past window of the novelty ratio (0: likelihood scores)
-    discord_weight: float = 0.5  # weight of the discord channel
+    value_cap: float | None = 20.0  # cap of the value channel's -log10(tail) (None: no cap)
+    spatial_tolerance: float | None = 0.05  # new extreme beyond range * this: alarm (None: off)
+    novelty_window: int = 0  # past window of the novelty ratio (0: likelihood scores)
+    discord_weight: float = 1.0  # weight of the discord channel
+    raw_discord_weight: float = 1.0  # weight of the amplitude-aware (not z-normalised) channel
     chunk: int = 1024  # new points handled per matrix product
 
 
@@ -53,7 +67,7 @@ def _empty() -> np.ndarray:
     return np.zeros(0)
 
 
-ARRAYS = ("values", "dists", "recent", "dz_hist", "vz_hist")
+ARRAYS = ("values", "dists", "recent", "dz_hist", "vz_hist", "rdists")
 
 
 @dataclass
@@ -66,7 +80,10 @@ class DetectorState:
     recent: np.ndarray = field(default_factory=_empty)  # last raw combined scores
     dz_hist: np.ndarray = field(default_factory=_empty)  # last discord statistics
     vz_hist: np.ndarray = field(default_factory=_empty)  # last value statistics
+    rdists: np.ndarray = field(default_factory=_empty)  # last raw (Euclidean) discord distances
     last_value: float | None = None
+    vmin: float | None = None  # smallest and largest value seen so far
+    vmax: float | None = None
 
 
 def _neg_log10_tail(z: np.ndarray) -> np.ndarray:
@@ -130,6 +147,8 @@ class StreamingDetector:
             "config": asdict(self.config),
             "seen": self.state.seen,
             "last_value": self.state.last_value,
+            "vmin": self.state.vmin,
+            "vmax": self.state.vmax,
             "sizes": [int(a.size) for a in arrays],
         }
         return json.dumps(meta).encode() + b"\n" + b"".join(a.tobytes() for a in arrays)
@@ -141,18 +160,34 @@ class StreamingDetector:
         try:
             meta = json.loads(head)
             flat = np.frombuffer(body, dtype=np.float64)
-            if flat.size != sum(meta["sizes"]):
+            # states saved before an array was added have fewer sizes: the new ones start empty
+            sizes = [*meta["sizes"], *[0] * (len(ARRAYS) - len(meta["sizes"]))]
+            if flat.size != sum(sizes):
                 raise ValueError("array sizes do not match the header")
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"corrupt detector state: {exc}") from None
         arrays, pos = {}, 0
-        for k, n in zip(ARRAYS, meta["sizes"], strict=True):
+        for k, n in zip(ARRAYS, sizes, strict=True):
             arrays[k] = flat[pos : pos + n].copy()
             pos += n
-        state = DetectorState(seen=int(meta["seen"]), last_value=meta["last_value"], **arrays)
+        state = DetectorState(
+            seen=int(meta["seen"]),
+            last_value=meta["last_value"],
+            vmin=meta.get("vmin"),  # absent in states saved before the range channel
+            vmax=meta.get("vmax"),
+            **arrays,
+        )
         return cls(DetectorConfig(**meta["config"]), state)
 
     # -- scoring -----------------------------------------------------------------------------
+    @property
+    def suppress_length(self) -> int:
+        """Points after a score during which lower scores are damped."""
+        cfg = self.config
+        if cfg.suppress_ratio > 0:
+            return max(1, round(cfg.suppress_ratio * cfg.probation))
+        return cfg.suppress
+
     def update(self, values: np.ndarray | list[float]) -> np.ndarray:
         """Consume new points in time order; return one score in [0, 1] per point."""
         new = np.asarray(values, dtype=np.float64).ravel()
@@ -187,26 +222,26 @@ class StreamingDetector:
         hist = st.values
         allv = np.concatenate([hist, new])
         b, h = new.size, hist.size
-        dists_new = self._discords(allv, h)
-        # discord likelihood: short mean vs long distribution, excluding the short window
-        dall = np.concatenate([st.dists, dists_new])
-        dh = len(st.dists)
-        valid_d = np.isfinite(dall)
-        dfill = np.where(valid_d, dall, 0.0)
-        ends = np.arange(dh + 1, dh + b + 1)
-        s_mean, _ = _windowed_stats(dfill, ends, cfg.short_window)
-        l_mean, l_std = _windowed_stats(dfill, ends - cfg.short_window, cfg.long_window)
-        n_valid = np.cumsum(valid_d)[ends - 1]
-        z = (s_mean - l_mean) / np.maximum(l_std, 1e-3)
-        d_score = _squash(_neg_log10_tail(z))
-        d_score[~np.isfinite(dists_new) | (n_valid < cfg.min_history)] = 0.0
+        dists_new, raw_new = self._profiles(allv, h)
+        # discord likelihoods: short mean vs long distribution, excluding the short window
+        d_score, z, st.dists = self._likelihood(st.dists, dists_new, relative_floor=False)
+        d_score *= cfg.discord_weight
+        # z-normalisation hides a change of amplitude (a lower daily peak, a quieter stretch):
+        # the Euclidean distance of the raw subsequences sees it, in the series' own units
+        r_score, _rz, st.rdists = self._likelihood(st.rdists, raw_new, relative_floor=True)
+        d_score = np.maximum(d_score, r_score * cfg.raw_discord_weight)
         # value likelihood: two-sided
         vends = np.arange(h + 1, h + b + 1)
         vs_mean, _ = _windowed_stats(allv, vends, cfg.value_short)
         vl_mean, vl_std = _windowed_stats(allv, vends - cfg.value_short, cfg.long_window)
         scale = np.maximum(vl_std, 1e-6 * (1.0 + np.abs(vl_mean)))
         vz = np.abs(vs_mean - vl_mean) / scale
-        v_score = _squash(_neg_log10_tail(vz) - math.log10(2.0)) * cfg.value_weight
+        v_nlt = _neg_log10_tail(vz) - math.log10(2.0)
+        if cfg.value_cap is not None:
+            # a bounded value channel: a burst of extreme points is one alarm (the first), not an
+            # escalation that the suppression below lets through point after point
+            v_nlt = np.minimum(v_nlt, cfg.value_cap)
+        v_score = _squash(v_nlt) * cfg.value_weight
         v_score[vends < cfg.min_history] = 0.0
         if cfg.novelty_window > 0:
             # novelty: how far a statistic exceeds its own maximum over the recent past; unitless,
@@ -217,42 +252,86 @@ class StreamingDetector:
             d_score = _ratio_score(rd) * cfg.discord_weight
             v_score = _ratio_score(rv) * cfg.value_weight
         combined = np.maximum(d_score, v_score)
+        if cfg.spatial_tolerance is not None:
+            combined = np.maximum(combined, self._range_score(new))
         # probation and suppression of repeats (sequential: cheap)
         seen = st.seen + np.arange(1, b + 1)
         combined[seen <= cfg.probation] = 0.0
         # suppression independent of the final threshold: a point keeps its score only when it
         # exceeds every raw score of the previous `suppress` points (a new or escalating alarm)
+        k = self.suppress_length
         prev = st.recent
-        ext = np.concatenate(
-            [np.full(max(cfg.suppress - prev.size, 0), 0.0), prev[-cfg.suppress :], combined]
-        )
-        win = sliding_window_view(ext, cfg.suppress)[:b]
-        recent_max = win.max(axis=1) if cfg.suppress > 0 else np.zeros(b)
+        past = prev[-k:] if k > 0 else prev[:0]
+        ext = np.concatenate([np.zeros(max(k - prev.size, 0)), past, combined])
+        recent_max = sliding_window_view(ext, k)[:b].max(axis=1) if k > 0 else np.zeros(b)
         out = np.where(combined > recent_max, combined, combined * cfg.damp)
-        st.recent = ext[-cfg.suppress :].copy() if cfg.suppress > 0 else _empty()
+        st.recent = ext[-k:].copy() if k > 0 else _empty()
         st.seen += b
         keep_v = max(cfg.history + cfg.m, cfg.long_window + cfg.value_short)
         st.values = allv[-keep_v:].copy()
-        st.dists = dall[-(cfg.long_window + cfg.short_window) :].copy()
         return np.clip(out, 0.0, 1.0)
+
+    def _likelihood(
+        self, hist: np.ndarray, new: np.ndarray, relative_floor: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Anomaly likelihood of new distances given the previous ones: (score, z, history)."""
+        cfg = self.config
+        b = new.size
+        dall = np.concatenate([hist, new])
+        valid = np.isfinite(dall)
+        dfill = np.where(valid, dall, 0.0)
+        ends = np.arange(hist.size + 1, hist.size + b + 1)
+        s_mean, _ = _windowed_stats(dfill, ends, cfg.short_window)
+        l_mean, l_std = _windowed_stats(dfill, ends - cfg.short_window, cfg.long_window)
+        n_valid = np.cumsum(valid)[ends - 1]
+        floor = 1e-3 * np.abs(l_mean) + 1e-12 if relative_floor else 1e-3
+        z = (s_mean - l_mean) / np.maximum(l_std, floor)
+        # a distance at or below its recent mean is not evidence of anything (a constant series
+        # has z = 0 everywhere)
+        score = np.where(z > 0, _squash(_neg_log10_tail(z)), 0.0)
+        score[~np.isfinite(new) | (n_valid < cfg.min_history)] = 0.0
+        return score, z, dall[-(cfg.long_window + cfg.short_window) :].copy()
+
+    def _range_score(self, new: np.ndarray) -> np.ndarray:
+        """Score of values beyond the range seen so far by more than `spatial_tolerance` of it.
+
+        HTM's "spatial anomaly" on NAB: a new extreme is an anomaly whatever its likelihood. The
+        score is 0.9 plus a tenth of the excess (in units of the range, at most 1).
+        """
+        st, tol = self.state, float(self.config.spatial_tolerance or 0.0)
+        lo0 = st.vmin if st.vmin is not None else np.inf
+        hi0 = st.vmax if st.vmax is not None else -np.inf
+        prev_hi = np.maximum.accumulate(np.concatenate([[hi0], new]))[:-1]
+        prev_lo = np.minimum.accumulate(np.concatenate([[lo0], new]))[:-1]
+        span = prev_hi - prev_lo
+        ok = np.isfinite(span) & (span > 0)
+        safe = np.where(ok, span, 1.0)
+        excess = np.where(ok, np.maximum(new - prev_hi, prev_lo - new) / safe, 0.0)
+        st.vmin, st.vmax = float(min(lo0, new.min())), float(max(hi0, new.max()))
+        return np.where(excess > tol, 0.9 + 0.1 * np.minimum(excess, 1.0), 0.0)
 
     def _discords(self, allv: np.ndarray, h: int) -> np.ndarray:
         """Left-matrix-profile distance (in [0, 2]) for each point after index `h` of `allv`."""
+        return self._profiles(allv, h)[0]
+
+    def _profiles(self, allv: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray]:
+        """Left matrix profiles for each point after index `h` of `allv`: the z-normalised
+        distance (in [0, 2]) and the Euclidean distance of the raw subsequences (per point)."""
         cfg = self.config
         m, b = cfg.m, allv.size - h
-        res = np.full(b, np.nan)
+        res, raw = np.full(b, np.nan), np.full(b, np.nan)
         if allv.size < m:
-            return res
+            return res, raw
         q_idx = np.arange(h, h + b) - m + 1  # new subsequences: those ending at new points
         ok = q_idx >= 0
         if not ok.any():
-            return res
+            return res, raw
         q = q_idx[ok]
         lo = max(0, int(q[0]) - cfg.history)
         hi = int(q[-1]) - cfg.exclusion + 1
         if hi <= lo:
-            return res
-        # centre on the window's mean so the dot-product identity below stays well conditioned
+            return res, raw
+        # centre on the window's mean so the cumulative sums below stay well conditioned
         seg = allv[lo : int(q[-1]) + m]
         seg = seg - seg.mean()
         subs = sliding_window_view(seg, m)  # row k: subsequence lo + k
@@ -260,7 +339,7 @@ class StreamingDetector:
         cs2 = np.concatenate([[0.0], np.cumsum(seg * seg)])
         mu = (cs[m:] - cs[:-m]) / m
         sd = np.sqrt(np.maximum((cs2[m:] - cs2[:-m]) / m - mu * mu, 0.0))
-        qi, ci = q - lo, np.arange(0, hi - lo)
+        qi, ci = q - lo, np.arange(0, hi - lo)  # ci: every candidate, in order
         # std floor relative to the scale of the series before each query (the std of its last
         # `long_window` points): near-flat stretches compare as flat, constant stretches do not
         # divide by zero, and the decision does not depend on how points were batched
@@ -268,29 +347,54 @@ class StreamingDetector:
         _mean, scale = _windowed_stats(allv, ends, cfg.long_window)
         floor = np.maximum(1e-8, 0.02 * scale)
         fq = sd[qi] < floor
-        fc = sd[ci][:, None] < floor[None, :]
-        qt = subs[ci] @ subs[qi].T  # candidates x queries (raw dot products)
-        sdq = np.where(fq, 1.0, sd[qi])
-        sdc = np.where(fc, 1.0, sd[ci][:, None])
-        corr = (qt - m * mu[ci, None] * mu[None, qi]) / (m * sdc * sdq[None, :])
-        d2 = 2.0 * m * (1.0 - np.clip(corr, -1.0, 1.0))
-        # flat vs flat: identical (0); flat vs shaped: as far as a shape is from zero (m)
-        if fq.any() or fc.any():
-            both = fc & fq[None, :]
-            one = fc ^ fq[None, :]
-            d2[both] = 0.0
-            d2[one] = float(m)
+        # Pearson correlation of every candidate with every query from z-normalised rows (one
+        # matrix product); the distance is sqrt(2 m (1 - corr)), here divided by sqrt(m)
+        # (a z-normalised query has zero mean, so the candidates need no centring)
+        zq = (subs[qi] - mu[qi, None]) / np.where(sd[qi] > 0, sd[qi], 1.0)[:, None]
+        nq, nc = len(qi), hi - lo
+        sdc = m * np.where(sd[:nc] > 0, sd[:nc], 1.0)
+        norms = m * (sd * sd + mu * mu)  # squared norms of the (centred) raw subsequences
+        if nq <= 32:  # a scheduled run's few points: sliding dot products, no copy
+            win = seg[: nc + m - 1]
+            corr = np.stack([np.correlate(win, z, "valid") for z in zq], axis=1) / sdc[:, None]
+            dots = np.stack([np.correlate(win, r, "valid") for r in subs[qi]], axis=1)
+            d2raw = norms[:nc, None] - 2.0 * dots
+        else:  # a long series: matrix products (BLAS needs contiguous rows)
+            cands = np.ascontiguousarray(subs[:nc])
+            corr = (cands / sdc[:, None]) @ zq.T  # candidates x queries
+            # |c - q|^2 - |q|^2 = |c|^2 - 2 c.q as one product of augmented matrices
+            aug_c = np.concatenate([cands, norms[:nc, None]], axis=1)
+            aug_q = np.concatenate([-2.0 * subs[qi], np.ones((nq, 1))], axis=1)
+            d2raw = aug_c @ aug_q.T
+        # flat vs shaped: as far as a shape is from zero (corr 1/2, distance 1); flat vs flat:
+        # identical (corr 1). Only candidates below the largest floor can be flat for a query.
+        maybe = np.flatnonzero(sd[ci] < floor.max())
+        if maybe.size:
+            rows = corr[maybe]
+            rows[sd[ci[maybe], None] < floor[None, :]] = 0.5
+            corr[maybe] = rows
+        if fq.any():
+            cols = np.flatnonzero(fq)
+            corr[:, cols] = np.where(sd[ci, None] < floor[None, cols], 1.0, 0.5)
         cand = ci + lo
         # only the edges of the candidate range can be out of a query's allowed band
         nb = min(len(cand), len(q) + cfg.exclusion)
-        tail = d2[-nb:]
-        tail[cand[-nb:, None] > (q[None, :] - cfg.exclusion)] = np.inf
         nh = min(len(cand), len(q))
-        head = d2[:nh]
-        head[cand[:nh, None] < (q[None, :] - cfg.history)] = np.inf
-        best = np.sqrt(np.maximum(d2.min(axis=0), 0.0)) / math.sqrt(m)
-        res[np.flatnonzero(ok)] = np.where(np.isfinite(best), best, np.nan)
-        return res
+        out_tail = cand[-nb:, None] > (q[None, :] - cfg.exclusion)
+        out_head = cand[:nh, None] < (q[None, :] - cfg.history)
+        corr[-nb:][out_tail] = -np.inf
+        corr[:nh][out_head] = -np.inf
+        d2raw[-nb:][out_tail] = np.inf
+        d2raw[:nh][out_head] = np.inf
+        top = corr.max(axis=0)
+        fin = np.isfinite(top)
+        best = np.sqrt(2.0 * (1.0 - np.clip(np.where(fin, top, 0.0), -1.0, 1.0)))
+        res[np.flatnonzero(ok)] = np.where(fin, best, np.nan)
+        low = d2raw.min(axis=0) + norms[qi]
+        raw[np.flatnonzero(ok)] = np.where(
+            np.isfinite(low), np.sqrt(np.maximum(low, 0.0) / m), np.nan
+        )
+        return res, raw
 
 
 def score_series(values: np.ndarray, config: DetectorConfig | None = None) -> np.ndarray:

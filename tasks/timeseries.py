@@ -466,8 +466,13 @@ def detect_group(
             with Session(engine) as s, s.begin():
                 out += [asdict(_process_one(s, sid, params, now)) for sid, _name in chunk]
             continue
-        except Exception:
-            pass
+        except Exception as exc:  # find the failing sensor: one transaction per sensor below
+            _logger().warning(
+                "a chunk of %d sensors failed (%s: %s); retrying them one at a time",
+                len(chunk),
+                type(exc).__name__,
+                exc,
+            )
         for sid, name in chunk:
             try:
                 with Session(engine) as s, s.begin():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -14,8 +17,6 @@ CFG = DetectorConfig(
     long_window=400,
     probation=100,
     min_history=80,
-    suppress=100,
-    novelty_window=300,
 )
 
 
@@ -91,3 +92,47 @@ def test_too_little_history_scores_zero() -> None:
     assert det.update([1.0, 2.0, 3.0]).tolist() == [0.0, 0.0, 0.0]
     assert det.update([]).size == 0
     assert det.state.seen == 3
+
+
+def test_new_extreme_beyond_the_range_scores_high() -> None:
+    x = _sine(1000)
+    x[700] = 1.3  # inside the range learnt so far plus its 5 % tolerance: not a range alarm
+    x[900] = 1.6  # 30 % of the range above the largest value so far
+    det = StreamingDetector(CFG)
+    s = det.update(x)
+    assert s[900] >= 0.9
+    assert det._range_score(np.array([0.0, 1.4, 5.0])).tolist()[:2] == [0.0, 0.0]
+
+
+def test_repeated_alarms_are_suppressed_then_rearm() -> None:
+    cfg = CFG
+    k = StreamingDetector(cfg).suppress_length
+    assert k == round(cfg.suppress_ratio * cfg.probation)
+    x = _sine(1600)
+    x[[600, 600 + k // 2]] -= 4.0
+    x[600 + 3 * k] -= 8.0
+    s = score_series(x, cfg)
+    assert s[600] > 0.5
+    assert s[600 + k // 2] == 0.0  # a repeat within the suppression window
+    assert s[600 + 3 * k] > 0.5  # a new alarm once it has passed
+
+
+def test_state_saved_without_the_range_fields_loads() -> None:
+    det = StreamingDetector(CFG)
+    det.update(_sine(300))
+    head, _, body = det.to_bytes().partition(b"\n")
+    meta = json.loads(head)
+    for key in ("vmin", "vmax"):
+        meta.pop(key)
+    old = StreamingDetector.from_bytes(json.dumps(meta).encode() + b"\n" + body)
+    assert old.state.vmin is None and old.update(_sine(50)).shape == (50,)
+
+
+def test_amplitude_change_is_seen_by_the_raw_profile_only() -> None:
+    x = _sine(1500)
+    x[1200:] *= 0.3  # the same shape at a third of the amplitude: z-normalisation hides it
+    zn, raw = StreamingDetector(CFG)._profiles(x, 0)
+    assert np.nanmax(zn[1200:1300]) < 0.6
+    assert np.nanmax(raw[1200:1232]) > 3 * np.nanmax(raw[300:1190])
+    assert score_series(x, CFG)[1200:1300].max() > 0.5
+    assert score_series(x, replace(CFG, raw_discord_weight=0.0))[1200:1300].max() < 0.5
