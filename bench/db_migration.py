@@ -4,7 +4,13 @@
 
 Builds a scaled Chinook-like dataset (invoice lines and tracks with new keys) in SQLite and in
 the local PostgreSQL, copies it into the local MongoDB-wire server, and writes
-bench/results/db_migration.json. Timings are measured, never asserted.
+bench/results/db_migration.json. Timings are measured, never asserted. Flows report to the
+local Prefect server when `headwater services up` runs one (else Prefect's ephemeral API, which
+then runs inside this process). mongoimport is looked up on PATH and in
+$HEADWATER_CACHE_DIR/bin (~/.cache/headwater/bin, where scripts/bootstrap.sh builds it).
+Headwater's `seconds` is the whole flow run; `copy_seconds` runs from the first prepare to the
+last batch written, `verify_seconds` is the verification still running after that (counts and
+the content checksum, which FerretDB v1 answers by decoding the whole collection).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +27,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -27,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 import psutil  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
+from headwater import services  # noqa: E402
 from headwater.settings import get_settings  # noqa: E402
 
 TABLES = ("invoice_line", "track")
@@ -68,20 +77,21 @@ def build_sqlite(path: Path, lines: int, tracks: int) -> str:
     """Scaled Chinook in SQLite: InvoiceLine and Track repeated with new keys."""
     chinook = get_settings().shared_data_dir / "sql" / "chinook.sqlite"
     engine = sa.create_engine(f"sqlite:///{path}")
+    line_copies, track_copies = lines // 2240, tracks // 3503
     with engine.begin() as conn:
         for ddl in DDL:
             conn.execute(sa.text(ddl))
         conn.execute(sa.text(f"ATTACH DATABASE '{chinook}' AS src"))
         conn.execute(sa.text(f"""
             INSERT INTO invoice_line
-            WITH RECURSIVE k(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM k WHERE n < {lines // 2240})
+            WITH RECURSIVE k(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM k WHERE n < {line_copies})
             SELECT n * 10000 + l.InvoiceLineId, n * 1000 + l.InvoiceId, l.TrackId, l.UnitPrice,
                    l.Quantity, datetime(i.InvoiceDate, '+' || n || ' minutes')
             FROM k, src.InvoiceLine l JOIN src.Invoice i ON i.InvoiceId = l.InvoiceId
             ORDER BY 1 LIMIT {lines}"""))  # fmt: skip
         conn.execute(sa.text(f"""
             INSERT INTO track
-            WITH RECURSIVE k(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM k WHERE n < {tracks // 3503})
+            WITH RECURSIVE k(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM k WHERE n < {track_copies})
             SELECT n * 10000 + t.TrackId, t.Name, t.AlbumId, t.GenreId, t.Composer,
                    t.Milliseconds, t.Bytes, t.UnitPrice
             FROM k, src.Track t ORDER BY 1 LIMIT {tracks}"""))  # fmt: skip
@@ -159,7 +169,14 @@ def run_headwater(source_url: str, database: str, batch_size: int) -> dict[str, 
     seconds = time.perf_counter() - start
     dispose_engines()
     close_clients()
-    return {"seconds": seconds, "rows": summary["rows_copied"], "verified": summary["verified"]}
+    return {
+        "seconds": seconds,
+        "rows": summary["rows_copied"],
+        "verified": summary["verified"],
+        "copy_seconds": summary["copy_seconds"],
+        "verify_seconds": summary["verify_seconds"],
+        "copy_rows_per_s": round(summary["rows_copied"] / max(summary["copy_seconds"], 1e-9), 1),
+    }
 
 
 def run_naive(source_url: str, database: str) -> dict[str, Any]:
@@ -191,9 +208,15 @@ def run_naive(source_url: str, database: str) -> dict[str, Any]:
     return {"seconds": seconds, "rows": rows}
 
 
+def find_mongoimport() -> str | None:
+    """mongoimport on PATH, else the one scripts/bootstrap.sh builds into the cache."""
+    cache = Path(os.environ.get("HEADWATER_CACHE_DIR") or Path.home() / ".cache" / "headwater")
+    return shutil.which("mongoimport") or shutil.which("mongoimport", path=str(cache / "bin"))
+
+
 def run_mongoimport(source_url: str, database: str, workdir: Path) -> dict[str, Any] | None:
-    """mongoimport of the same rows pre-exported as JSON lines (only when on PATH)."""
-    binary = shutil.which("mongoimport")
+    """mongoimport of the same rows pre-exported as JSON lines (only when it is installed)."""
+    binary = find_mongoimport()
     if not binary:
         return None
     empty_database(database)
@@ -211,12 +234,15 @@ def run_mongoimport(source_url: str, database: str, workdir: Path) -> dict[str, 
     start = time.perf_counter()
     rows = 0
     for table, path in files:
-        subprocess.run(
+        proc = subprocess.run(
             [binary, f"--uri={mongo_url(database)}", f"--collection={table}", f"--file={path}",
-             "--numInsertionWorkers=4", "--quiet"],
-            check=True,
+             "--numInsertionWorkers=4"],
+            capture_output=True, text=True,
         )  # fmt: skip
-        rows += sum(1 for _ in path.open())
+        done = re.search(r"(\d+) document\(s\) imported successfully", proc.stderr)
+        if proc.returncode != 0 or done is None:
+            return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+        rows += int(done.group(1))
     return {"seconds": time.perf_counter() - start, "rows": rows}
 
 
@@ -232,9 +258,21 @@ def main() -> None:
     batch_size = args.batch_size or (5000 if args.quick else 10000)
     lines, tracks = total * 4 // 5, total - total * 4 // 5
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if not os.environ.get("PREFECT_API_URL"):  # before Prefect is imported (it reads it once)
+        prefect = services.check("prefect")
+        if prefect.healthy:
+            os.environ["PREFECT_API_URL"] = prefect.url
     rss = PeakRss()
     workdir = Path(tempfile.mkdtemp(prefix="hw-bench-dbmig-"))
-    result: dict[str, Any] = {"rows": total, "batch_size": batch_size, "sources": {}}
+    result: dict[str, Any] = {
+        "rows": total,
+        "batch_size": batch_size,
+        "prefect_api": os.environ.get("PREFECT_API_URL") or "ephemeral",
+        "mongoimport": find_mongoimport(),
+        "mongo": f"{urlsplit(mongo_url('')).hostname}:{urlsplit(mongo_url('')).port}",
+        "cpus": os.cpu_count(),
+        "sources": {},
+    }
     try:
         sqlite_url = build_sqlite(workdir / "scaled.sqlite", lines, tracks)
         urls = {"sqlite": sqlite_url}
@@ -245,18 +283,19 @@ def main() -> None:
             rss.reset()
             hw = run_headwater(url, "dbmig_bench_hw", batch_size)
             hw["peak_rss_mb"] = round(rss.peak / 2**20, 1)
+            print(json.dumps({name: {"headwater": hw}}), flush=True)
             rss.reset()
             naive = run_naive(url, "dbmig_bench_naive")
             naive["peak_rss_mb"] = round(rss.peak / 2**20, 1)
             mi = run_mongoimport(url, "dbmig_bench_mongoimport", workdir)
+            ok = [c for c in (hw, naive, mi) if c and "error" not in c]
+            for contender in ok:
+                contender["rows_per_s"] = round(contender["rows"] / contender["seconds"], 1)
+                contender["seconds"] = round(contender["seconds"], 2)
             entry: dict[str, Any] = {"headwater": hw, "naive": naive,
-                                     "mongoimport": mi or "not on PATH"}  # fmt: skip
-            for contender in (hw, naive, mi):
-                if contender:
-                    contender["rows_per_s"] = round(contender["rows"] / contender["seconds"], 1)
-                    contender["seconds"] = round(contender["seconds"], 2)
+                                     "mongoimport": mi or "not installed"}  # fmt: skip
             entry["speedup_vs_naive"] = round(hw["rows_per_s"] / naive["rows_per_s"], 2)
-            if mi:
+            if mi and "error" not in mi:
                 entry["ratio_vs_mongoimport"] = round(hw["rows_per_s"] / mi["rows_per_s"], 2)
             result["sources"][name] = entry
             print(json.dumps({name: entry}), flush=True)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import time
+from collections import deque
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
-from prefect.futures import as_completed
+from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
@@ -62,7 +64,10 @@ def migration_id(params: DbMigrationParams, plan: MigrationPlan) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-@flow(name="db-migration", task_runner=ThreadPoolTaskRunner(max_workers=4))
+WORKERS = 4
+
+
+@flow(name="db-migration", task_runner=ThreadPoolTaskRunner(max_workers=WORKERS))  # type: ignore[arg-type]
 def db_migration(params: DbMigrationParams) -> dict[str, Any]:
     """Migrate a relational database into MongoDB collections, resumably, and verify it."""
     logger = get_run_logger()
@@ -91,6 +96,7 @@ def db_migration(params: DbMigrationParams) -> dict[str, Any]:
 
     mig_id = migration_id(params, plan)
     plan_data = plan.model_dump()
+    copy_start = time.perf_counter()
     preps = {
         c.table: prepare_table.submit(
             params.source_block,
@@ -126,68 +132,94 @@ def db_migration(params: DbMigrationParams) -> dict[str, Any]:
         for t, p in prepared.items()
     }
     pending = {t: len(p["ranges"]) for t, p in prepared.items()}
-    copy_start = time.perf_counter()
-    futures = [
-        copy_table_batch.submit(
-            params.source_block,
-            params.target_block,
-            plan_data,
-            t,
-            p["checkpoint"],
-            batch,
-            p["since"],
-        )
-        for t, p in prepared.items()
-        for batch in p["ranges"]
-    ]
-    completions = []
-    for t, n in pending.items():
-        if n == 0 and prepared[t]["note"] != "already complete":
-            completions.append(
-                mark_table_complete.submit(params.target_block, prepared[t]["checkpoint"])
-            )
+    # Largest tables first and only a few batches queued ahead of the workers, so that a table
+    # is verified as soon as its last batch has landed while the others still copy.
+    todo = deque(
+        (t, batch)
+        for t in sorted(prepared, key=lambda t: -prepared[t]["pending_rows"])
+        for batch in prepared[t]["ranges"]
+    )
+    finished: queue.SimpleQueue[tuple[str, str, PrefectFuture[Any]]] = queue.SimpleQueue()
+    running = {"copy": 0, "all": 0}
     errors: list[BaseException] = []
-    for fut in as_completed(futures):
-        # on a failure, let in-flight batches finish (and checkpoint) before failing the run
+    results: dict[str, dict[str, Any]] = {}
+    copy_seconds = verify_start = 0.0
+
+    def watch(kind: str, table: str, fut: PrefectFuture[Any]) -> None:
+        running["all"] += 1
+        running["copy"] += kind == "copy"
+        fut.add_done_callback(lambda f: finished.put((kind, table, f)))
+
+    def table_copied(table: str) -> None:
+        if prepared[table]["note"] != "already complete":
+            checkpoint = prepared[table]["checkpoint"]
+            watch("mark", table, mark_table_complete.submit(params.target_block, checkpoint))
+        if not errors:
+            verify = verify_collection.submit(
+                params.source_block,
+                params.target_block,
+                plan_data,
+                table,
+                params.verify_sample,
+                max(params.batch_size, 5000),
+            )
+            watch("verify", table, verify)
+
+    for t, n in pending.items():
+        if n == 0:
+            table_copied(t)
+    while True:
+        while todo and not errors and running["copy"] < WORKERS + 2:
+            t, batch = todo.popleft()
+            p = prepared[t]
+            fut = copy_table_batch.submit(
+                params.source_block,
+                params.target_block,
+                plan_data,
+                t,
+                p["checkpoint"],
+                batch,
+                p["since"],
+            )
+            watch("copy", t, fut)
+        if not running["all"]:
+            break
+        kind, t, fut = finished.get()
+        running["all"] -= 1
+        running["copy"] -= kind == "copy"
         try:
             res = fut.result()
         except Exception as exc:
+            # let in-flight tasks finish (and checkpoint) before failing the run
             errors.append(exc)
             continue
-        row = tables[res["table"]]
+        if kind == "verify":
+            results[t] = res
+        if kind != "copy":
+            continue
+        row = tables[t]
         row["rows_copied"] += res["rows"]
         row["documents_written"] += res["written"]
         row["embedded_rows"] += res["embedded"]
         row["orphans"] += res["orphans"]
         progress.advance(res["rows"])
-        pending[res["table"]] -= 1
-        if pending[res["table"]] == 0:
+        pending[t] -= 1
+        if pending[t] == 0:
             row["seconds"] = round(time.perf_counter() - copy_start, 3)
-            completions.append(
-                mark_table_complete.submit(
-                    params.target_block, prepared[res["table"]]["checkpoint"]
-                )
-            )
-    for fut in completions:
-        fut.result()
+            table_copied(t)
+        if not any(pending.values()):
+            progress.finish()
+            copy_seconds = time.perf_counter() - copy_start
+            verify_start = time.perf_counter()
     if errors:
         raise errors[0]
-    progress.finish()
+    if not copy_seconds:  # nothing was pending
+        copy_seconds = time.perf_counter() - copy_start
+        verify_start = time.perf_counter()
 
-    checks = {
-        c.table: verify_collection.submit(
-            params.source_block,
-            params.target_block,
-            plan_data,
-            c.table,
-            params.verify_sample,
-            max(params.batch_size, 5000),
-        )
-        for c in plan.collections
-    }
     failed = []
-    for table, fut in checks.items():
-        v = fut.result()
+    for table in tables:
+        v = results[table]
         row = tables[table]
         row.update(
             {
@@ -204,6 +236,7 @@ def db_migration(params: DbMigrationParams) -> dict[str, Any]:
         )
         if not v["verified"]:
             failed.append(f"{table}: {'; '.join(v['problems'])}")
+    verify_seconds = time.perf_counter() - verify_start
     publish_table(
         [
             {
@@ -232,6 +265,8 @@ def db_migration(params: DbMigrationParams) -> dict[str, Any]:
             "rows_copied": sum(r["rows_copied"] for r in tables.values()),
             "documents_written": sum(r["documents_written"] for r in tables.values()),
             "verified": not failed,
+            "copy_seconds": round(copy_seconds, 3),
+            "verify_seconds": round(verify_seconds, 3),
             "seconds": round(time.perf_counter() - started, 3),
         }
     )

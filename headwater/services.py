@@ -685,6 +685,9 @@ def _check_mongo(settings: Settings) -> None:
         _mongo_url(settings),
         serverSelectionTimeoutMS=int(PROBE_TIMEOUT * 1000),
         connectTimeoutMS=int(PROBE_TIMEOUT * 1000),
+        # a server that accepts connections but never answers (seen: FerretDB with its
+        # PostgreSQL pool exhausted) must read as down, not hang the probe
+        socketTimeoutMS=int(PROBE_TIMEOUT * 1000),
     )
     try:
         client.admin.command("ping")
@@ -1268,6 +1271,14 @@ def _up_one(name: str, settings: Settings) -> ServiceStatus:
         current.reason = f"configured address is not local, nothing to start ({current.reason})"
         return current
     try:
+        hung = _pid_path(settings, name).is_file() and not _exited(settings, name)
+        if hung:
+            # our process runs but does not answer (seen: FerretDB with its PostgreSQL pool
+            # exhausted): give it its start timeout to recover, then restart it once
+            try:
+                current = _wait_healthy(name, settings, time.monotonic() + START_TIMEOUT[name])
+            except ServiceError:
+                spec.stop(settings)
         spec.start(settings)
         deadline = time.monotonic() + START_TIMEOUT[name]
         current = _wait_healthy(name, settings, deadline)

@@ -4,6 +4,7 @@
 # seconds. Usage: bash scripts/bootstrap.sh
 #   HEADWATER_CACHE_DIR    cache of binaries built from source (default ~/.cache/headwater)
 #   HEADWATER_MINIO_VERSION  Go module version of MinIO to build (default: the one tested here)
+#   HEADWATER_MONGO_TOOLS_VERSION  mongo-tools pseudo-version for mongoimport (bench only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,7 @@ CACHE_DIR="${HEADWATER_CACHE_DIR:-$HOME/.cache/headwater}"
 BIN="$CACHE_DIR/bin"
 MINIO_VERSION="${HEADWATER_MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 FERRETDB_VERSION="v1.24.0"
+MONGO_TOOLS_VERSION="${HEADWATER_MONGO_TOOLS_VERSION:-v0.0.0-20240724183527-6d4f001be3fc}"
 APT_PACKAGES=(postgresql mariadb-server dovecot-imapd docker.io debootstrap chromium)
 export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin:$HOME/.local/bin"
 
@@ -77,6 +79,31 @@ if ! "$BIN/ferretdb" --version >/dev/null 2>&1; then
     )
     mv "$work/ferretdb" "$BIN/ferretdb"
     "$BIN/ferretdb" --version | head -1
+fi
+
+# mongoimport (MongoDB Database Tools) is only the benchmark's reference for db-migration, so a
+# failed build prints a note and bootstrap goes on. mongo-tools has no semver tags (the proxy
+# refuses `go install ...@latest` and its version list) and no entry in the checksum database,
+# so it is built from a throwaway module pinned to one pseudo-version. That one is from July
+# 2024: later mongoimport sends `bypassEmptyTsReplacement`, which FerretDB v1 refuses.
+if [ ! -x "$BIN/mongoimport" ]; then
+    need_go
+    say "building mongoimport $MONGO_TOOLS_VERSION into $BIN"
+    mi_work="$(mktemp -d)"
+    if (
+        cd "$mi_work"
+        export GOTOOLCHAIN=local GOFLAGS=-mod=mod GONOSUMDB=github.com/mongodb/mongo-tools
+        go mod init headwater-mongoimport-build >/dev/null 2>&1
+        go get "github.com/mongodb/mongo-tools/mongoimport/main@$MONGO_TOOLS_VERSION" \
+            >get.log 2>&1 || { tail -3 get.log >&2; exit 1; }
+        go build -o "$mi_work/mongoimport" github.com/mongodb/mongo-tools/mongoimport/main
+    ); then
+        mv "$mi_work/mongoimport" "$BIN/mongoimport"
+    else
+        say "note: mongoimport did not build; bench/db_migration.py will skip that baseline"
+    fi
+    chmod -R u+w "$mi_work" 2>/dev/null || true
+    rm -rf "$mi_work"
 fi
 
 # --- Python environment -----------------------------------------------------------------------

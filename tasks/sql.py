@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from prefect import get_run_logger, task
@@ -215,7 +215,7 @@ def stream_rows(
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=chunk).execute(stmt)
         for row in result:
-            yield row._mapping
+            yield cast(Mapping[str, Any], row._mapping)  # keys are column names here
 
 
 def max_value(engine: Engine, table: sa.Table, column: str) -> Any:
@@ -265,7 +265,7 @@ def _since_value(value: Any) -> Any:
 def change_condition(engine: Engine, spec: Any, since: Mapping[str, Any]) -> Any:
     """Rows of the collection's table changed since the watermarks in `since` (incremental)."""
     table = get_table(engine, spec.table)
-    conds = []
+    conds: list[Any] = []
     if spec.watermark and spec.table in since and since[spec.table] is None:
         conds.append(sa.true())  # the table was empty at the last run: everything is new
     elif spec.watermark and spec.table in since:

@@ -227,10 +227,10 @@ def test_orphans_and_mismatch_reporting(
         conn.execute(sa.text("INSERT INTO InvoiceLine VALUES (9001, 77777, 1, 0.99, 1)"))
     engine.dispose()
     src = source_block(f"sqlite:///{sqlite_chinook}", "test-dbmig-sqlite")
+    invoices = {"collection": "invoices", "embed": [{"table": "InvoiceLine", "as": "lines"}]}
     plan = {"exclude": ["Album", "Artist", "Customer", "Employee", "Genre", "MediaType",
                         "Playlist", "PlaylistTrack", "Track"],
-            "tables": {"Invoice": {"collection": "invoices",
-                                   "embed": [{"table": "InvoiceLine", "as": "lines"}]}}}  # fmt: skip
+            "tables": {"Invoice": invoices}}  # fmt: skip
     summary = run(src, target, plan=plan)
     assert summary["verified"] is True and summary["tables"]["Invoice"]["orphans"] == 1
     orphan = target.db.invoices_orphans.find_one()
