@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
@@ -11,6 +12,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, Field, field_validator
 
 from tasks.catalog_filter import parse_filter  # noqa: F401 - re-exported for callers
+from tasks.image_io import pool_scope
 from tasks.image_ops import DEFAULT_MAX_PIXELS, parse_operations
 from tasks.images import process_image_chunk, select_images, write_image_manifest
 from tasks.storage import Progress, artifact_key
@@ -106,18 +108,26 @@ def dask_runner(address: str | None = None) -> TaskRunner:
 
 
 def _run_chunks(
-    params: dict[str, Any], run_id: str, chunks: int, vocabulary: list[str]
+    params: dict[str, Any], run_id: str, chunks: int, vocabulary: list[str], window: int
 ) -> list[dict[str, Any]]:
+    """Run the chunk tasks, at most `window` in flight (the next one starts as one finishes)."""
     progress = Progress(
         chunks,
         key=artifact_key(f"image-pipeline-progress-{run_id}"),
         description=f"chunks of run {run_id}",
     )
-    futures = [process_image_chunk.submit(params, run_id, i, vocabulary) for i in range(chunks)]
+    pending = iter(range(chunks))
+    in_flight = [
+        process_image_chunk.submit(params, run_id, i, vocabulary) for i in islice(pending, window)
+    ]
     results: list[dict[str, Any]] = []
-    for future in as_completed(futures):
-        results.append(future.result())
+    while in_flight:
+        done = next(as_completed(in_flight))
+        in_flight.remove(done)
+        results.append(done.result())
         progress.advance(1)
+        for i in islice(pending, 1):
+            in_flight.append(process_image_chunk.submit(params, run_id, i, vocabulary))
     progress.finish()
     return sorted(results, key=lambda r: r["chunk"])
 
@@ -127,26 +137,28 @@ def process_image_chunks(
     params: dict[str, Any], run_id: str, chunks: int, vocabulary: list[str]
 ) -> list[dict[str, Any]]:
     """Fan the chunk tasks out on this subflow's task runner (Dask when asked for)."""
-    return _run_chunks(params, run_id, chunks, vocabulary)
+    return _run_chunks(params, run_id, chunks, vocabulary, window=chunks)
 
 
-@flow(name="image-pipeline", task_runner=ThreadPoolTaskRunner(max_workers=2))  # type: ignore[arg-type]
+# threads for up to `concurrency` (<= 64) chunk tasks; the chunks share one process pool
+@flow(name="image-pipeline", task_runner=ThreadPoolTaskRunner(max_workers=64))  # type: ignore[arg-type]
 def image_pipeline(params: ImagePipelineParams) -> dict[str, Any]:
     """Select images from a catalogue, transform them in chunks, write images and a manifest."""
     logger = get_run_logger()
     run_id = params.run_id or flow_run.get_id() or "local"
     spec = params.model_dump()
     plan = select_images(spec, run_id)
-    if plan["chunks"]:
-        if params.task_runner == "dask":
-            runner = dask_runner(params.dask_address)
-            chunk_results = process_image_chunks.with_options(task_runner=runner)(  # type: ignore[arg-type]
-                spec, run_id, plan["chunks"], plan["vocabulary"]
+    chunk_results: list[dict[str, Any]] = []
+    if plan["chunks"] and params.task_runner == "dask":
+        runner = dask_runner(params.dask_address)
+        chunk_results = process_image_chunks.with_options(task_runner=runner)(  # type: ignore[arg-type]
+            spec, run_id, plan["chunks"], plan["vocabulary"]
+        )
+    elif plan["chunks"]:
+        with pool_scope():  # one process pool for the whole run, shared by the chunks in flight
+            chunk_results = _run_chunks(
+                spec, run_id, plan["chunks"], plan["vocabulary"], window=params.concurrency
             )
-        else:
-            chunk_results = _run_chunks(spec, run_id, plan["chunks"], plan["vocabulary"])
-    else:
-        chunk_results = []
     summary = write_image_manifest(spec, run_id, plan)
     summary["chunks_skipped"] = sum(1 for r in chunk_results if r["skipped"])
     summary["chunks_processed"] = sum(1 for r in chunk_results if not r["skipped"])

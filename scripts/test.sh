@@ -10,6 +10,11 @@ uv run headwater services up || echo "warning: some services did not start (see 
 uv run headwater services status
 # Images the container and work-pool tests run (built locally on the base image; cached layers
 # make a rebuild take seconds).
-uv run headwater tools build >/dev/null || echo "warning: tool images did not build" >&2
-uv run headwater image build >/dev/null || echo "warning: project image did not build" >&2
+build_log="$(mktemp)"
+for what in "tools build" "image build"; do
+    # shellcheck disable=SC2086
+    uv run headwater $what >"$build_log" 2>&1 \
+        || { tail -20 "$build_log" >&2; echo "warning: headwater $what failed" >&2; }
+done
+rm -f "$build_log"
 exec uv run pytest "$@"

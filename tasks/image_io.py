@@ -9,7 +9,9 @@ import atexit
 import multiprocessing
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,6 +178,7 @@ def process_work_unit(cfg: WorkConfig, items: list[tuple[str, str, str]]) -> lis
 
 _POOL: ProcessPoolExecutor | None = None
 _POOL_SIZE = 0
+_POOL_USERS = 0  # open `pool_scope`s; the last one to close shuts the pool down
 _POOL_LOCK = threading.Lock()
 
 
@@ -190,7 +193,11 @@ def default_workers() -> int:
 
 
 def get_pool(workers: int) -> ProcessPoolExecutor:
-    """A process pool shared by the chunks running in this process (created once)."""
+    """The process pool shared by every chunk running in this process (created on first use).
+
+    Chunks in flight at once share it, so the machine runs `workers` image processes whatever
+    the chunk concurrency; it lives until the enclosing `pool_scope` (the flow run) ends.
+    """
     global _POOL, _POOL_SIZE
     with _POOL_LOCK:
         if _POOL is None or workers != _POOL_SIZE:
@@ -203,12 +210,32 @@ def get_pool(workers: int) -> ProcessPoolExecutor:
         return _POOL
 
 
-@atexit.register
-def _shutdown_pool() -> None:
+def _close_pool(wait: bool) -> None:
     global _POOL
     if _POOL is not None:
-        _POOL.shutdown(wait=False, cancel_futures=True)
+        # nothing is queued after a run that succeeded; after a failure, drop the queued work
+        _POOL.shutdown(wait=wait, cancel_futures=True)
         _POOL = None
+
+
+@contextmanager
+def pool_scope() -> Iterator[None]:
+    """One long-lived pool for all the chunks of a flow run; its processes exit when it ends."""
+    global _POOL_USERS
+    with _POOL_LOCK:
+        _POOL_USERS += 1
+    try:
+        yield
+    finally:
+        with _POOL_LOCK:
+            _POOL_USERS -= 1
+            if _POOL_USERS == 0:
+                _close_pool(wait=True)
+
+
+@atexit.register
+def _shutdown_pool() -> None:
+    _close_pool(wait=False)
 
 
 def run_items(
