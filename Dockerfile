@@ -35,7 +35,7 @@ COPY pyproject.toml uv.lock README.md ./
 RUN SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     uv export --frozen --no-dev --no-emit-project --no-hashes -o /tmp/requirements.txt \
     && SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt UV_NATIVE_TLS=1 \
-    uv pip install --no-cache -r /tmp/requirements.txt \
+    uv pip install --no-cache --compile-bytecode -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
 COPY headwater ./headwater
@@ -45,9 +45,10 @@ COPY blocks ./blocks
 COPY deployments ./deployments
 COPY alembic.ini ./
 RUN SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt UV_NATIVE_TLS=1 \
-    uv pip install --no-cache --no-deps . \
+    uv pip install --no-cache --compile-bytecode --no-deps . \
     && rm -rf build \
     && useradd --create-home --uid 1000 headwater \
+    && python -m compileall -q headwater flows tasks blocks deployments \
     && python -c "import flows.smoke, headwater.cli, prefect_docker, prefect_dask"
 
 USER headwater

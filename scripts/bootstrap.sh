@@ -107,6 +107,10 @@ if [ ! -x "$BIN/mongoimport" ]; then
 fi
 
 # --- Python environment -----------------------------------------------------------------------
+# Bytecode is compiled at install: with PYTHONDONTWRITEBYTECODE set (as on these machines)
+# Python would otherwise compile every module from source in every process, which doubles the
+# start of each flow-run process a worker launches (measured: `import prefect` 2.2 s -> 1.1 s).
 say "uv sync"
-uv sync --quiet
+uv sync --quiet --compile-bytecode
+uv run --no-sync python -m compileall -q headwater flows tasks blocks deployments >/dev/null
 say "done"
