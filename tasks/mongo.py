@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import sqlalchemy.exc as sa_exc
 from bson import Int64
 from prefect import get_run_logger, task
 from pymongo import MongoClient, ReplaceOne
@@ -31,6 +32,7 @@ from tasks.migration_plan import (
     sample_ranges,
     split_ranges,
 )
+from tasks.retry import retry_on
 from tasks.sql import (
     batch_bounds,
     change_condition,
@@ -120,17 +122,10 @@ def check_database(client: MongoClient[Any], database: str) -> dict[str, Any]:
     }
 
 
-def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only on connection-level errors."""
-    import sqlalchemy.exc as sa_exc
-
-    try:
-        state.result()
-    except (AutoReconnect, ConnectionFailure, sa_exc.OperationalError, sa_exc.InterfaceError):
-        return True
-    except Exception:
-        return False
-    return False
+#: Connection-level failures of either side; everything else fails at once.
+_transient = retry_on(
+    AutoReconnect, ConnectionFailure, sa_exc.OperationalError, sa_exc.InterfaceError
+)
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)

@@ -20,6 +20,7 @@ from tasks.migration_plan import (
     TableInfo,
     classify_type,
 )
+from tasks.retry import retry_on
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
@@ -112,15 +113,10 @@ def reflect_engine(engine: Engine, tables: Sequence[str] | None = None) -> Schem
     return SchemaInfo(dialect=engine.dialect.name, tables=out)
 
 
-def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only on connection-level errors (never on bad SQL or bad data)."""
-    try:
-        state.result()
-    except (sa.exc.OperationalError, sa.exc.InterfaceError, ConnectionError, TimeoutError):
-        return True
-    except Exception:
-        return False
-    return False
+#: Connection-level failures only (never bad SQL or bad data).
+_retry_transient = retry_on(
+    sa.exc.OperationalError, sa.exc.InterfaceError, ConnectionError, TimeoutError
+)
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_transient)

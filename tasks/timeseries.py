@@ -34,6 +34,7 @@ from headwater.models.leak import (
 )
 from tasks.detector import DetectorConfig, NightFlowLeakDetector, StreamingDetector
 from tasks.leak_io import clean_series
+from tasks.retry import retry_on
 
 INSERT_CHUNK = 5000
 SENSOR_CHUNK = 200  # sensors per transaction in a scheduled run
@@ -46,15 +47,8 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
         return logging.getLogger("headwater.leak")
 
 
-def _is_transient(_task: Any, _run: Any, state: Any) -> bool:
-    """Retry only on connection-level database errors."""
-    try:
-        state.result()
-    except OperationalError:
-        return True
-    except Exception:
-        return False
-    return False
+#: Connection-level database failures only.
+_is_transient = retry_on(OperationalError)
 
 
 def _insert(engine: Engine):  # type: ignore[no-untyped-def]
