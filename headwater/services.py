@@ -342,6 +342,8 @@ def _check_postgres(settings: Settings) -> None:
         password=url.password,
         dbname=url.database,
         connect_timeout=int(PROBE_TIMEOUT),
+        # like the other probes: a server that accepts but never answers reads as down
+        options=f"-c statement_timeout={int(PROBE_TIMEOUT * 1000)}",
     ) as conn:
         conn.execute("SELECT 1")
 
