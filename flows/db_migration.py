@@ -15,8 +15,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from headwater.errors import HeadwaterError
-from tasks.migration_plan import MigrationPlan, SchemaInfo, build_plan
+from tasks.migration_plan import MigrationPlan, SchemaInfo, build_plan, collection_validator
 from tasks.mongo import (
+    apply_validators,
     check_target,
     copy_table_batch,
     mark_table_complete,
@@ -43,6 +44,11 @@ class DbMigrationParams(BaseModel):
     batch_size: int = Field(default=5000, ge=1, description="Source rows per batch task.")
     verify_sample: int = Field(
         default=20000, ge=0, description="Rows checked field by field per table (0: all)."
+    )
+    json_schema: bool = Field(
+        default=False,
+        description="Emit a $jsonSchema validator per collection from the SQL types and "
+        "install it where the server supports validation.",
     )
 
 
@@ -91,6 +97,34 @@ def db_migration(params: DbMigrationParams) -> dict[str, Any]:
         "unsupported_columns": plan.unsupported_columns,
         "plan": plan.table_rows(),
     }
+    validators = (
+        {c.collection: collection_validator(c, schema, plan.decimal_mode) for c in plan.collections}
+        if params.json_schema
+        else {}
+    )
+    if validators:
+        status = (
+            dict.fromkeys(validators, "dry run")
+            if params.dry_run
+            else apply_validators(params.target_block, validators)
+        )
+        report["validators"] = {
+            name: {"status": status[name], "validator": v} for name, v in validators.items()
+        }
+        publish_markdown(
+            "\n".join(
+                ["## $jsonSchema validators", ""]
+                + [
+                    f"### {name}\n{status[name]}\n\n```json\n{json.dumps(v, indent=2)}\n```"
+                    for name, v in validators.items()
+                ]
+            ),
+            key="db-migration-validators",
+            description="$jsonSchema validators derived from the SQL types",
+        )
+        unenforced = sorted(n for n, st in status.items() if st.startswith("not enforced"))
+        if unenforced:
+            logger.warning("validators %s for %s", status[unenforced[0]], ", ".join(unenforced))
     if params.dry_run:
         return report
 

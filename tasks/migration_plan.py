@@ -157,6 +157,7 @@ class FieldSpec(BaseModel):
     column: str
     field: str
     kind: Kind
+    nullable: bool = True
 
 
 class EmbedSpec(BaseModel):
@@ -171,6 +172,7 @@ class EmbedSpec(BaseModel):
     fields: list[FieldSpec] = Field(default_factory=list)
     value_column: str | None = None
     value_kind: Kind = "int"
+    value_nullable: bool = True
     key_columns: list[str] = Field(default_factory=list)
     watermark: str | None = None
     embeds: list[EmbedSpec] = Field(default_factory=list)
@@ -262,7 +264,9 @@ def _fields_for(
                     "stored_as": "string",
                 }
             )
-        fields.append(FieldSpec(column=name, field=mapping[name], kind=col.kind))
+        fields.append(
+            FieldSpec(column=name, field=mapping[name], kind=col.kind, nullable=col.nullable)
+        )
     return fields
 
 
@@ -333,6 +337,7 @@ def _embed_spec(
             order_by=[value, *[c for c in key_cols if c != value]],
             value_column=value,
             value_kind=child.column(value).kind,
+            value_nullable=child.column(value).nullable,
             key_columns=key_cols,
             watermark=wm if wm and wm not in key_cols else None,
         )
@@ -675,3 +680,87 @@ def sample_ranges(n_ranges: int, rows: int, sample: int) -> list[int]:
     want = max(1, round(n_ranges * sample / rows))
     step = n_ranges / want
     return sorted({int(i * step) for i in range(want)})
+
+
+# --- $jsonSchema validators ---------------------------------------------------------------------
+
+#: BSON types a value of each kind is stored as (see `converter`); `None`: any type (JSON).
+_BSON_TYPES: dict[str, list[str] | None] = {
+    "int": ["int", "long"],  # int32 when it fits, else Int64
+    "bigint": ["long"],
+    "float": ["double"],
+    "decimal": ["decimal"],
+    "bool": ["bool"],
+    "string": ["string"],
+    "date": ["date"],
+    "datetime": ["date"],
+    "time": ["string"],
+    "binary": ["binData"],
+    "uuid": ["binData"],
+    "json": None,
+    "array": ["array"],
+    "unsupported": ["string"],
+}
+
+
+def bson_types(kind: Kind, nullable: bool, decimal_mode: str) -> dict[str, Any]:
+    """The `bsonType` clause of one field of `kind` (empty: any type)."""
+    types = _BSON_TYPES[kind]
+    if types is None:
+        return {}
+    if kind == "decimal" and decimal_mode != "decimal128":
+        types = ["string"]
+    types = [*types, "null"] if nullable else list(types)
+    return {"bsonType": types[0] if len(types) == 1 else types}
+
+
+def _object_schema(
+    fields: Sequence[FieldSpec], embeds: Sequence[EmbedSpec], decimal_mode: str
+) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    required: list[str] = []
+    for f in fields:
+        props[f.field] = bson_types(f.kind, f.nullable, decimal_mode)
+        if not f.nullable:
+            required.append(f.field)
+    for e in embeds:
+        if e.mode == "ids":
+            items = bson_types(e.value_kind, e.value_nullable, decimal_mode)
+        else:
+            items = _object_schema(e.fields, e.embeds, decimal_mode)
+        props[e.field] = {"bsonType": "array", "items": items}
+        required.append(e.field)  # always written, possibly empty
+    out: dict[str, Any] = {"bsonType": "object", "properties": props}
+    if required:
+        out["required"] = required
+    return out
+
+
+def collection_validator(
+    spec: CollectionSpec, schema: SchemaInfo, decimal_mode: str
+) -> dict[str, Any]:
+    """A `$jsonSchema` validator for one collection, derived from the SQL column types.
+
+    NOT NULL columns are required and never null; nullable ones also admit null; embedded
+    arrays are typed down to their elements. Extra fields stay allowed, so documents enriched
+    after the migration still validate.
+    """
+    body = _object_schema(spec.fields, spec.embeds, decimal_mode)
+    table = schema.table(spec.table)
+    if spec.id_mode == "row_hash":
+        id_schema: dict[str, Any] = {"bsonType": "objectId"}
+    elif spec.id_mode == "single":
+        id_schema = bson_types(table.column(spec.key_columns[0]).kind, False, decimal_mode)
+    else:
+        names = spec.id_fields or spec.key_columns
+        id_schema = {
+            "bsonType": "object",
+            "required": list(names),
+            "properties": {
+                n: bson_types(table.column(c).kind, False, decimal_mode)
+                for c, n in zip(spec.key_columns, names, strict=True)
+            },
+        }
+    body["properties"] = {"_id": id_schema, **body["properties"]}
+    body["required"] = ["_id", *body.get("required", [])]
+    return {"$jsonSchema": body}

@@ -39,6 +39,7 @@ from tasks.sql import (
     count_rows,
     get_source_engine,
     get_table,
+    iter_unkeyed_documents,
     max_value,
     orphan_condition,
     read_batch_documents,
@@ -138,6 +139,36 @@ def check_target(target_block: str) -> dict[str, Any]:
             "target does not store Decimal128 (FerretDB): decimals are written as exact strings"
         )
     return caps
+
+
+# --- validators -----------------------------------------------------------------------------------
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
+def apply_validators(target_block: str, validators: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Install each collection's `$jsonSchema` validator; what happened, per collection.
+
+    A collection that exists gets `collMod`, a new one is created with its validator. A server
+    without document validation (FerretDB v1 answers NotImplemented) leaves the collection
+    unvalidated: that is reported, not fatal, since the validator is also published.
+    """
+    client, database = target_client(target_block)
+    db = client[database]
+    existing = set(db.list_collection_names())
+    status: dict[str, str] = {}
+    for name, validator in validators.items():
+        try:
+            if name in existing:
+                db.command("collMod", name, validator=validator, validationLevel="strict")
+            else:
+                db.create_collection(name, validator=validator, validationLevel="strict")
+            status[name] = "applied"
+        except OperationFailure as exc:
+            if exc.code not in (59, 115, 238):  # CommandNotFound, NotSupported, NotImplemented
+                raise
+            reason = str(exc.details.get("errmsg") if exc.details else exc).split(",")[0]
+            status[name] = f"not enforced: the server does not support validators ({reason})"
+    return status
 
 
 # --- checkpoints ----------------------------------------------------------------------------------
@@ -240,7 +271,16 @@ def prepare_table(
         if rid in done:
             continue
         pending_rows += rows
-        ranges.append({"index": i, "lower": lower, "upper": upper, "range_id": rid, "rows": rows})
+        ranges.append(
+            {
+                "index": i,
+                "lower": lower,
+                "upper": upper,
+                "range_id": rid,
+                "rows": rows,
+                "chunk": batch_size,
+            }
+        )
     return {
         "table": table,
         "checkpoint": ck_id,
@@ -316,20 +356,28 @@ def copy_table_batch(
     engine = get_source_engine(source_block)
     client, database = target_client(target_block)
     db = client[database]
-    got = read_batch_documents(engine, plan, spec, batch["lower"], batch["upper"], since)
-    written = write_documents(db[spec.collection], got.docs)
-    if got.orphans:
-        write_documents(db[spec.orphans_collection], got.orphans)
+    if spec.id_mode == "row_hash":  # no key to cut ranges on: one stream, written in chunks
+        chunks: Any = iter_unkeyed_documents(engine, plan, spec, batch.get("chunk") or 5000)
+    else:
+        chunks = [read_batch_documents(engine, plan, spec, batch["lower"], batch["upper"], since)]
+    rows = written = embedded = orphans = 0
+    for got in chunks:
+        written += write_documents(db[spec.collection], got.docs)
+        if got.orphans:
+            write_documents(db[spec.orphans_collection], got.orphans)
+        rows += got.rows
+        embedded += got.embedded
+        orphans += len(got.orphans)
     db[CHECKPOINTS].update_one(
         {"_id": checkpoint},
         {"$addToSet": {"done": batch["range_id"]}, "$inc": {"rows_written": written}},
     )
     return {
         "table": table,
-        "rows": got.rows,
+        "rows": rows,
         "written": written,
-        "embedded": got.embedded,
-        "orphans": len(got.orphans),
+        "embedded": embedded,
+        "orphans": orphans,
         "seconds": time.perf_counter() - start,
     }
 
@@ -433,10 +481,6 @@ def verify_collection(
 
     walk(spec.embeds, [])
 
-    # Every document is read once per group of sampled ranges, in natural order: FerretDB v1
-    # decodes the whole collection for any `_id` range, `$in` or count query, so the number of
-    # queries is what costs (it was one per 1000 sampled ids). The same scan gives the exact
-    # document count and the embedded array sizes; on MongoDB it is a plain collection scan.
     bounds = (
         []
         if spec.id_mode == "row_hash"
@@ -444,44 +488,80 @@ def verify_collection(
     )
     ranges = split_ranges(bounds)
     picked = sample_ranges(len(ranges), source_rows, sample)
-    documents = 0
-    elements = dict.fromkeys(paths, 0)
-    dst_sum = checked = 0
-    content_ok = True
-    mismatched: list[str] = []
-    for n, group in enumerate(_range_groups(picked, batch_size)):
-        expected: dict[Any, int] = {}
-        for idx in group:
-            lower, upper = ranges[idx]
-            for doc in read_batch_documents(engine, plan, spec, lower, upper).docs:
-                expected[_id_key(doc["_id"])] = _digest(doc)
-        wrong: dict[Any, dict[str, Any]] = {}
-        for stored in coll.find({}, batch_size=SCAN_BATCH):
-            if n == 0:
-                documents += 1
-                for field, parts in paths.items():
-                    elements[field] += _elements(stored, parts)
-            key = _id_key(stored["_id"])
-            want = expected.pop(key, None)
-            if want is None:
-                continue
-            got = _digest(stored)
-            dst_sum += got
-            checked += 1
-            if got != want and len(wrong) < 10:
-                wrong[key] = stored
-        checked += len(expected)  # rows without a stored document count as checked (and bad)
-        if wrong or expected:
-            # only on a mismatch: read the group again to name the differing fields
-            missing = set(list(expected)[: max(0, 10 - len(wrong))])
+
+    def scan_counts(stored: Mapping[str, Any], counts: dict[str, int]) -> None:
+        for field, parts in paths.items():
+            counts[field] += _elements(stored, parts)
+
+    def compare_groups(groups: list[list[int]]) -> tuple[int, dict[str, int], int, int, list[str]]:
+        # Every document is read once per group of sampled ranges, in natural order: FerretDB v1
+        # decodes the whole collection for any `_id` range, `$in` or count query, so the number
+        # of queries is what costs. The first scan also gives the exact document count and the
+        # embedded array sizes; on MongoDB it is a plain collection scan.
+        documents = dst_sum = checked = 0
+        counts = dict.fromkeys(paths, 0)
+        mismatched: list[str] = []
+        for n, group in enumerate(groups):
+            expected: dict[Any, int] = {}
             for idx in group:
                 lower, upper = ranges[idx]
                 for doc in read_batch_documents(engine, plan, spec, lower, upper).docs:
-                    key = _id_key(doc["_id"])
-                    if (key in wrong or key in missing) and len(mismatched) < 10:
-                        diffs = diff_documents(doc, wrong.get(key))
-                        mismatched.append(f"_id={doc['_id']!r}: {', '.join(diffs[:5])}")
-            content_ok = False
+                    expected[_id_key(doc["_id"])] = _digest(doc)
+            wrong: dict[Any, dict[str, Any]] = {}
+            for stored in coll.find({}, batch_size=SCAN_BATCH):
+                if n == 0:
+                    documents += 1
+                    scan_counts(stored, counts)
+                key = _id_key(stored["_id"])
+                want = expected.pop(key, None)
+                if want is None:
+                    continue
+                got = _digest(stored)
+                dst_sum += got
+                checked += 1
+                if got != want and len(wrong) < 10:
+                    wrong[key] = stored
+            checked += len(expected)  # rows without a stored document count as checked (and bad)
+            if wrong or expected:
+                # only on a mismatch: read the group again to name the differing fields
+                missing = set(list(expected)[: max(0, 10 - len(wrong))])
+                for idx in group:
+                    lower, upper = ranges[idx]
+                    for doc in read_batch_documents(engine, plan, spec, lower, upper).docs:
+                        key = _id_key(doc["_id"])
+                        if (key in wrong or key in missing) and len(mismatched) < 10:
+                            diffs = diff_documents(doc, wrong.get(key)) or ["differs"]
+                            mismatched.append(f"_id={doc['_id']!r}: {', '.join(diffs[:5])}")
+        return documents, counts, dst_sum, checked, mismatched
+
+    if len(picked) == len(ranges):
+        # Every row is checked: the order-independent sum of the document digests on each
+        # side, i.e. one stream of the source and one scan of the target, in bounded memory.
+        # Only when the sums differ are the rows compared one by one to name the fields.
+        if spec.id_mode == "row_hash":
+            chunks: Any = (b.docs for b in iter_unkeyed_documents(engine, plan, spec, batch_size))
+        else:
+            chunks = (read_batch_documents(engine, plan, spec, lo, up).docs for lo, up in ranges)
+        src_sum = sum(_digest(doc) for docs in chunks for doc in docs)
+        documents = dst_sum = 0
+        elements = dict.fromkeys(paths, 0)
+        for stored in coll.find({}, batch_size=SCAN_BATCH):
+            documents += 1  # noqa: SIM113 (a cursor has no length)
+            scan_counts(stored, elements)
+            dst_sum += _digest(stored)
+        checked = source_rows
+        mismatched = []
+        content_ok = src_sum == dst_sum
+        if not content_ok and spec.id_mode == "row_hash":
+            mismatched.append("rows of a table without primary key differ (no key to name them)")
+        elif not content_ok:
+            everything = _range_groups(list(range(len(ranges))), batch_size)
+            mismatched = compare_groups(everything)[4] or ["stored documents differ"]
+    else:
+        documents, elements, dst_sum, checked, mismatched = compare_groups(
+            _range_groups(picked, batch_size)
+        )
+        content_ok = not mismatched
     if documents != source_rows:
         problems.insert(0, f"documents {documents} != source rows {source_rows}")
     for row in embedded:

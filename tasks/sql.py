@@ -293,6 +293,21 @@ class BatchDocuments:
         self.rows = 0
 
 
+def _start_document(
+    builder: Any,
+    spec: Any,
+    row: Mapping[str, Any],
+    need: set[tuple[str, ...]],
+    by_key: dict[str, dict[tuple[Any, ...], dict[str, Any]]],
+) -> dict[str, Any]:
+    doc: dict[str, Any] = builder.build(row)
+    for e in spec.embeds:
+        doc[e.field] = []
+    for cols in need:
+        by_key.setdefault(",".join(cols), {})[tuple(row[c] for c in cols)] = doc
+    return doc
+
+
 def read_batch_documents(
     engine: Engine,
     plan: Any,
@@ -322,12 +337,7 @@ def read_batch_documents(
     by_key: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
     need = {tuple(e.parent_columns) for e in spec.embeds}
     for row in stream_rows(engine, stmt):
-        doc = builder.build(row)
-        for e in spec.embeds:
-            doc[e.field] = []
-        for cols in need:
-            by_key.setdefault(",".join(cols), {})[tuple(row[c] for c in cols)] = doc
-        out.docs.append(doc)
+        out.docs.append(_start_document(builder, spec, row, need, by_key))
     out.rows = len(out.docs)
     if not out.docs:
         return out
@@ -341,6 +351,40 @@ def read_batch_documents(
         use_range = ranged and set(emb.parent_columns) == set(spec.key_columns)
         _attach_children(engine, plan, spec, emb, parents, out, lower, upper, use_range, top=True)
     return out
+
+
+def iter_unkeyed_documents(
+    engine: Engine, plan: Any, spec: Any, chunk: int
+) -> Iterator[BatchDocuments]:
+    """The documents of a table without primary key, `chunk` rows at a time (bounded memory).
+
+    Such a table has no key to cut ranges on, so it is one stream ordered by every column (the
+    duplicates of a row are adjacent, and one builder numbers their occurrences across chunks);
+    children embedded in it are looked up per chunk.
+    """
+    from tasks.migration_plan import DocumentBuilder
+
+    table = get_table(engine, spec.table)
+    builder = DocumentBuilder(spec.fields, plan.decimal_mode, id_spec=spec, kinds=_kinds(table))
+    stmt = sa.select(table).order_by(*(table.c[c] for c in spec.key_columns))
+    need = {tuple(e.parent_columns) for e in spec.embeds}
+
+    def finish(out: BatchDocuments, by_key: dict[str, Any]) -> BatchDocuments:
+        out.rows = len(out.docs)
+        for emb in spec.embeds:
+            parents = by_key[",".join(emb.parent_columns)]
+            _attach_children(engine, plan, spec, emb, parents, out, None, None, False, top=True)
+        return out
+
+    out = BatchDocuments()
+    by_key: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
+    for row in stream_rows(engine, stmt):
+        out.docs.append(_start_document(builder, spec, row, need, by_key))
+        if len(out.docs) >= chunk:
+            yield finish(out, by_key)
+            out, by_key = BatchDocuments(), {}
+    if out.docs:
+        yield finish(out, by_key)
 
 
 def _attach_children(

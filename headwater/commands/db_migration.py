@@ -72,6 +72,9 @@ def run_db_migration(
     verify_sample: int = typer.Option(
         20000, "--verify-sample", help="Rows checked field by field per table (0: all)."
     ),
+    json_schema: bool = typer.Option(
+        False, "--json-schema", help="Emit (and install) a $jsonSchema validator per collection."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Migrate a relational database (SQLite, PostgreSQL, MySQL/MariaDB) into MongoDB."""
@@ -92,6 +95,7 @@ def run_db_migration(
         restart=restart,
         batch_size=batch_size,
         verify_sample=verify_sample,
+        json_schema=json_schema,
     )
     try:
         summary = db_migration(params)

@@ -280,3 +280,135 @@ def test_cli_dry_run_json_and_bad_source(
                               "--target", target.url])  # fmt: skip
     assert res.exit_code != 0
     assert isinstance(res.exception, ConfigError) and "not found" in str(res.exception)
+
+
+def _bson_type(value: Any) -> set[str]:
+    """The `$jsonSchema` bsonType names a decoded value may have been stored as."""
+    from bson import Binary, Decimal128, ObjectId
+
+    if value is None:
+        return {"null"}
+    if isinstance(value, bool):
+        return {"bool"}
+    if isinstance(value, int):
+        return {"int", "long"}  # pymongo decodes both to int
+    found = {
+        float: "double", str: "string", Decimal128: "decimal", dt.datetime: "date",
+        bytes: "binData", Binary: "binData", ObjectId: "objectId", dict: "object", list: "array",
+    }  # fmt: skip
+    for cls, name in found.items():
+        if isinstance(value, cls):
+            return {name}
+    if type(value).__name__ == "UUID":
+        return {"binData"}
+    return {type(value).__name__}
+
+
+def conformance_errors(schema: dict[str, Any], value: Any, path: str = "") -> list[str]:
+    """Where `value` breaks a `$jsonSchema` (the subset the planner emits: bsonType, required,
+    properties, items)."""
+    errors = []
+    if "bsonType" in schema:
+        allowed = schema["bsonType"]
+        allowed = {allowed} if isinstance(allowed, str) else set(allowed)
+        if not _bson_type(value) & allowed:
+            return [f"{path or '<doc>'}: {_bson_type(value)} not in {sorted(allowed)}"]
+    if isinstance(value, dict):
+        errors += [f"{path}.{k} missing" for k in schema.get("required", []) if k not in value]
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                errors += conformance_errors(sub, value[key], f"{path}.{key}")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            errors += conformance_errors(schema["items"], item, f"{path}[{i}]")
+    return errors
+
+
+def test_json_schema_validators_match_every_stored_document(
+    sqlite_chinook: Path, target: Target, prefect_api: Any
+) -> None:
+    src = source_block(f"sqlite:///{sqlite_chinook}", "test-dbmig-sqlite")
+    dry = run(src, target, plan=EXAMPLE_PLAN, dry_run=True, json_schema=True)
+    assert {v["status"] for v in dry["validators"].values()} == {"dry run"}
+    assert target.db.list_collection_names() == []
+
+    summary = run(src, target, plan=EXAMPLE_PLAN, json_schema=True, verify_sample=0)
+    assert summary["verified"] is True
+    validators = summary["validators"]
+    assert set(validators) == {"Album", "Artist", "Customer", "Employee", "Genre", "invoices",
+                               "MediaType", "playlists", "tracks"}  # fmt: skip
+    ferret = summary["target"]["ferretdb"] is not None
+    for v in validators.values():  # FerretDB v1 has no document validation; MongoDB applies it
+        assert v["status"].startswith("not enforced") if ferret else v["status"] == "applied"
+
+    invoices = validators["invoices"]["validator"]["$jsonSchema"]
+    assert invoices["properties"]["_id"] == {"bsonType": ["int", "long"]}
+    assert {"_id", "CustomerId", "InvoiceDate", "Total", "lines"} <= set(invoices["required"])
+    assert "BillingState" not in invoices["required"]  # a nullable column
+    assert invoices["properties"]["BillingState"] == {"bsonType": ["string", "null"]}
+    assert invoices["properties"]["Total"] == {"bsonType": "string" if ferret else "decimal"}
+    line = invoices["properties"]["lines"]["items"]
+    assert line["bsonType"] == "object" and "UnitPrice" in line["required"]
+    playlists = validators["playlists"]["validator"]["$jsonSchema"]
+    assert playlists["properties"]["track_ids"]["items"] == {"bsonType": ["int", "long"]}
+
+    checked = 0
+    for name, v in validators.items():
+        for doc in target.db[name].find():
+            assert conformance_errors(v["validator"]["$jsonSchema"], doc) == [], (name, doc["_id"])
+            checked += 1
+    assert checked == 412 + 18 + 3503 + 347 + 275 + 59 + 8 + 25 + 5
+    # the checker is not vacuous: a document of the wrong shape is caught
+    bad = {"_id": "x", "CustomerId": None, "lines": [{"UnitPrice": 1}]}
+    assert len(conformance_errors(invoices, bad)) >= 3
+
+
+def test_table_without_primary_key_streams_in_chunks_and_verifies(
+    tmp_path: Path, target: Target, prefect_api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "nokey.sqlite"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    rows = [
+        {"sensor": f"s{i % 7}", "value": None if i % 11 == 0 else (i % 500) / 4,
+         "shape": f"POINT({i % 3} {i % 5})"}
+        for i in range(5200)
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE log (sensor TEXT NOT NULL, value REAL, shape)"))
+        conn.execute(sa.text("INSERT INTO log VALUES (:sensor, :value, :shape)"), rows)
+    engine.dispose()
+    distinct = len({(r["sensor"], r["value"], r["shape"]) for r in rows})
+    assert distinct < len(rows)  # duplicate rows must stay apart
+
+    chunks: list[int] = []
+    real_write = mongo_tasks.write_documents
+
+    def recording_write(collection: Any, docs: Any) -> int:
+        if collection.name == "log":
+            chunks.append(len(docs))
+        return real_write(collection, docs)
+
+    monkeypatch.setattr(mongo_tasks, "write_documents", recording_write)
+    src = source_block(f"sqlite:///{path}", "test-dbmig-nokey")
+    summary = run(src, target, batch_size=1000, verify_sample=0)
+    assert summary["verified"] is True
+    assert any("'log' has no primary key" in w for w in summary["warnings"])
+    # an untyped column (SQLite's NullType) has no BSON mapping: stored as string, reported
+    assert [(u["table"], u["column"], u["stored_as"]) for u in summary["unsupported_columns"]] == [
+        ("log", "shape", "string")
+    ]
+    assert chunks == [1000] * 5 + [200]  # streamed: never the whole table at once
+    assert target.count("log") == 5200
+    assert target.db.log.find_one({"shape": "POINT(1 2)"})["sensor"].startswith("s")
+    ids = target.ids("log")
+    assert len(ids) == 5200
+
+    again = run(src, target, batch_size=1000, restart=True, verify_sample=0)
+    assert again["verified"] is True and target.count("log") == 5200
+    assert target.ids("log") == ids  # the same row-hash ids: rewriting duplicates nothing
+
+    target.db.log.update_one({"sensor": "s3"}, {"$set": {"value": -1.0}})
+    from flows.db_migration import MigrationFailed
+
+    with pytest.raises(MigrationFailed, match="without primary key differ"):
+        run(src, target, batch_size=1000, verify_sample=0)  # complete: verification only
