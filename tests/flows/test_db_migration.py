@@ -269,10 +269,11 @@ def test_cli_dry_run_json_and_bad_source(
     plan_file = ROOT / "examples" / "chinook-embed.yaml"
     res = runner.invoke(app, ["run", "db-migration", "--source", f"sqlite:///{sqlite_chinook}",
                               "--target", target.url, "--plan", str(plan_file), "--dry-run",
-                              "--json"])  # fmt: skip
+                              "--json-schema", "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["dry_run"] is True
+    assert out["validators"]["invoices"]["validator"]["$jsonSchema"]["bsonType"] == "object"
     assert {r["collection"] for r in out["plan"]} >= {"invoices", "playlists", "tracks"}
     assert target.db.list_collection_names() == []  # a dry run writes nothing
 
