@@ -11,6 +11,8 @@ $HEADWATER_CACHE_DIR/bin (~/.cache/headwater/bin, where scripts/bootstrap.sh bui
 Headwater's `seconds` is the whole flow run; `copy_seconds` runs from the first prepare to the
 last batch written, `verify_seconds` is the verification still running after that (counts and
 the content checksum, which FerretDB v1 answers by decoding the whole collection).
+`server_ceiling` is what the target sustains on its own: Headwater's documents prebuilt in
+memory and inserted by 1 and 4 clients, and one full scan, next to 3x the naive baseline.
 """
 
 from __future__ import annotations
@@ -246,6 +248,55 @@ def run_mongoimport(source_url: str, database: str, workdir: Path) -> dict[str, 
     return {"seconds": time.perf_counter() - start, "rows": rows}
 
 
+def measure_server_ceiling(source_url: str, database: str, rows: int) -> dict[str, Any]:
+    """What the target itself sustains, without any source reading or conversion.
+
+    Headwater's own documents for the first `rows` invoice lines are built in memory first, then
+    inserted into an empty collection by 1 and by 4 client threads (unordered bulks of
+    WRITE_CHUNK), and read back by one full scan (the floor of any verification that reads the
+    documents). On a small, fresh collection these are upper bounds for the full-size runs.
+    """
+    from tasks.migration_plan import build_plan
+    from tasks.mongo import WRITE_CHUNK, client_for_url
+    from tasks.sql import read_batch_documents, reflect_engine
+
+    engine = sa.create_engine(source_url)
+    with engine.connect() as conn:
+        upper = conn.execute(
+            sa.text("SELECT invoice_line_id FROM invoice_line ORDER BY 1 LIMIT 1 OFFSET :n"),
+            {"n": rows - 1},
+        ).scalar_one()
+    plan = build_plan(reflect_engine(engine, ["invoice_line"]))
+    plan.decimal_mode = "string"  # what FerretDB gets
+    docs = read_batch_documents(engine, plan, plan.collection("invoice_line"), None, [upper]).docs
+    engine.dispose()
+    out: dict[str, Any] = {"documents": len(docs)}
+    client = client_for_url(mongo_url(database))
+    coll = client[database]["ceiling"]
+    for threads in (1, 4):
+        empty_database(database)
+        parts = [docs[i::threads] for i in range(threads)]
+
+        def insert(part: list[dict[str, Any]]) -> None:
+            for i in range(0, len(part), WRITE_CHUNK):
+                coll.insert_many(part[i : i + WRITE_CHUNK], ordered=False)
+
+        start = time.perf_counter()
+        workers = [threading.Thread(target=insert, args=(p,)) for p in parts]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        seconds = time.perf_counter() - start
+        out[f"insert_{threads}_clients_docs_per_s"] = round(len(docs) / seconds)
+    start = time.perf_counter()
+    scanned = sum(1 for _ in coll.find({}, batch_size=5000))
+    out["scan_docs_per_s"] = round(scanned / (time.perf_counter() - start))
+    client.close()
+    empty_database(database)
+    return out
+
+
 def main() -> None:
     """Build the dataset, run the contenders, print and write the JSON result."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -299,10 +350,17 @@ def main() -> None:
                 entry["ratio_vs_mongoimport"] = round(hw["rows_per_s"] / mi["rows_per_s"], 2)
             result["sources"][name] = entry
             print(json.dumps({name: entry}), flush=True)
+        ceiling = measure_server_ceiling(sqlite_url, "dbmig_bench_ceiling", min(200_000, lines))
+        ceiling["three_times_naive_rows_per_s"] = {
+            name: round(3 * e["naive"]["rows_per_s"]) for name, e in result["sources"].items()
+        }
+        result["server_ceiling"] = ceiling
+        print(json.dumps({"server_ceiling": ceiling}), flush=True)
     finally:
         rss.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-        for db in ("dbmig_bench_hw", "dbmig_bench_naive", "dbmig_bench_mongoimport"):
+        for db in ("dbmig_bench_hw", "dbmig_bench_naive", "dbmig_bench_mongoimport",
+                   "dbmig_bench_ceiling"):  # fmt: skip
             empty_database(db)
     out = ROOT / "bench" / "results" / "db_migration.json"
     out.parent.mkdir(parents=True, exist_ok=True)
