@@ -158,6 +158,7 @@ def db_migration(params: DbMigrationParams) -> dict[str, Any]:
             "documents_written": 0,
             "embedded_rows": 0,
             "orphans": 0,
+            "bad_values": 0,
             "batches": len(p["ranges"]),
             "batches_skipped": p["skipped"],
             "note": p["note"],
@@ -177,6 +178,7 @@ def db_migration(params: DbMigrationParams) -> dict[str, Any]:
     running = {"copy": 0, "all": 0}
     errors: list[BaseException] = []
     results: dict[str, dict[str, Any]] = {}
+    bad_values: list[dict[str, Any]] = []  # the first 50 named; tables[t] counts them all
     copy_seconds = verify_start = 0.0
 
     def watch(kind: str, table: str, fut: PrefectFuture[Any]) -> None:
@@ -236,6 +238,8 @@ def db_migration(params: DbMigrationParams) -> dict[str, Any]:
         row["documents_written"] += res["written"]
         row["embedded_rows"] += res["embedded"]
         row["orphans"] += res["orphans"]
+        row["bad_values"] += res["bad_value_count"]
+        bad_values.extend(res["bad_values"][: max(0, 50 - len(bad_values))])
         progress.advance(res["rows"])
         pending[t] -= 1
         if pending[t] == 0:
@@ -283,6 +287,7 @@ def db_migration(params: DbMigrationParams) -> dict[str, Any]:
                     "documents_written",
                     "embedded_rows",
                     "orphans",
+                    "bad_values",
                     "checked_rows",
                     "verified",
                 )
@@ -298,12 +303,19 @@ def db_migration(params: DbMigrationParams) -> dict[str, Any]:
             "tables": tables,
             "rows_copied": sum(r["rows_copied"] for r in tables.values()),
             "documents_written": sum(r["documents_written"] for r in tables.values()),
+            "bad_values": bad_values,
             "verified": not failed,
             "copy_seconds": round(copy_seconds, 3),
             "verify_seconds": round(verify_seconds, 3),
             "seconds": round(time.perf_counter() - started, 3),
         }
     )
+    if bad_values:
+        publish_table(
+            [{**b, "key": json.dumps(b["key"], default=str)} for b in bad_values],
+            key="db-migration-bad-values",
+            description="Values their column's type could not convert, stored as strings",
+        )
     if plan.unsupported_columns or plan.warnings:
         publish_markdown(
             "\n".join(

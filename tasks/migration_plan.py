@@ -565,6 +565,8 @@ class DocumentBuilder:
         decimal_mode: str,
         id_spec: CollectionSpec | None = None,
         kinds: Mapping[str, Kind] | None = None,
+        table: str = "",
+        report_key: Sequence[str] = (),
     ) -> None:
         self.fields = [(f.column, f.field, converter(f.kind, decimal_mode)) for f in fields]
         self.id_spec = id_spec
@@ -576,6 +578,10 @@ class DocumentBuilder:
                 self.id_convs.append((col, name, converter(kinds.get(col, "int"), decimal_mode)))
         self._last_row: tuple[Any, ...] | None = None
         self._occurrence = 0
+        #: values that could not be converted, as {table, key, column, value, error}
+        self.bad_values: list[dict[str, Any]] = []
+        self.table = table or (id_spec.table if id_spec else "")
+        self.report_key = list(report_key or (id_spec.key_columns if id_spec else []))
 
     def doc_id(self, row: Mapping[str, Any]) -> Any:
         """The `_id` of a row."""
@@ -593,13 +599,36 @@ class DocumentBuilder:
         return row_hash_id(values, self._occurrence)
 
     def build(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """The document of one row (with `_id` when this builder has an id spec)."""
+        """The document of one row (with `_id` when this builder has an id spec).
+
+        A value its column's type cannot convert (SQLite stores any value in any column; MySQL
+        has zero dates) is kept as its string form and noted in `bad_values`, so one bad value
+        neither fails the batch nor loses the row, and a re-read builds the same document.
+        """
         doc: dict[str, Any] = {}
         if self.id_spec is not None:
             doc["_id"] = self.doc_id(row)
         for col, field, conv in self.fields:
-            doc[field] = conv(row[col])
+            value = row[col]
+            try:
+                doc[field] = conv(value)
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                doc[field] = value.hex() if isinstance(value, bytes) else str(value)
+                self.bad_values.append(
+                    {
+                        "table": self.table,
+                        "key": {k: _plain(row[k]) for k in self.report_key},
+                        "column": col,
+                        "value": doc[field][:200],
+                        "error": f"{type(exc).__name__}: {exc}"[:300],
+                    }
+                )
         return doc
+
+
+def _plain(value: Any) -> Any:
+    """A key value as reported: ints and None as they are, anything else as its string."""
+    return value if value is None or type(value) is int else str(value)
 
 
 # --- canonical form for checksums ---------------------------------------------------------------

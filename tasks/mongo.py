@@ -49,6 +49,8 @@ WRITE_CHUNK = 5000
 #: Replacements per bulk write: FerretDB v1 holds a backend connection per update in a bulk
 #: until the bulk ends, and a few hundred at once exhausted its pool of 50 (a server-wide hang).
 REPLACE_CHUNK = 8
+#: Bad values a batch reports by name (all of them are counted).
+BAD_VALUE_EXAMPLES = 20
 #: Documents per cursor batch when verification scans a collection.
 SCAN_BATCH = 5000
 #: Sampled source rows whose digests verification holds at once (bounds its memory).
@@ -361,6 +363,7 @@ def copy_table_batch(
     else:
         chunks = [read_batch_documents(engine, plan, spec, batch["lower"], batch["upper"], since)]
     rows = written = embedded = orphans = 0
+    bad_values: list[dict[str, Any]] = []
     for got in chunks:
         written += write_documents(db[spec.collection], got.docs)
         if got.orphans:
@@ -368,6 +371,14 @@ def copy_table_batch(
         rows += got.rows
         embedded += got.embedded
         orphans += len(got.orphans)
+        bad_values += got.bad_values
+    if bad_values:
+        first = bad_values[0]
+        get_run_logger().warning(
+            "%s: %d value(s) kept as strings, e.g. %s.%s at %s: %s (%r)",
+            table, len(bad_values), first["table"], first["column"], first["key"],
+            first["error"], first["value"],
+        )  # fmt: skip
     db[CHECKPOINTS].update_one(
         {"_id": checkpoint},
         {"$addToSet": {"done": batch["range_id"]}, "$inc": {"rows_written": written}},
@@ -378,6 +389,8 @@ def copy_table_batch(
         "written": written,
         "embedded": embedded,
         "orphans": orphans,
+        "bad_values": bad_values[:BAD_VALUE_EXAMPLES],
+        "bad_value_count": len(bad_values),
         "seconds": time.perf_counter() - start,
     }
 

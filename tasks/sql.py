@@ -291,6 +291,41 @@ class BatchDocuments:
         self.orphans: list[dict[str, Any]] = []
         self.embedded = 0
         self.rows = 0
+        #: values kept as strings because their column's type could not convert them
+        self.bad_values: list[dict[str, Any]] = []
+
+
+class _Lenient(sa.types.TypeDecorator[Any]):
+    """A column type whose result processor hands back the raw value when the real one fails."""
+
+    impl = sa.types.NullType
+    cache_ok = True
+
+    def __init__(self, inner: sa.types.TypeEngine[Any]) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        proc = self.inner.dialect_impl(dialect).result_processor(dialect, coltype)
+        if proc is None:
+            return None
+
+        def process(value: Any) -> Any:
+            try:
+                return proc(value)
+            except (ValueError, TypeError, ArithmeticError):
+                return value  # the converter names it (DocumentBuilder.bad_values)
+
+        return process
+
+
+def select_rows(engine: Engine, table: sa.Table) -> Any:
+    """SELECT of every column. SQLite keeps whatever value was inserted in any column ('n/a' in
+    a NUMERIC, 'soon' in a DATETIME), and SQLAlchemy's processor raising on one of them would
+    fail the whole batch: there, a value its processor rejects comes back raw instead."""
+    if engine.dialect.name == "sqlite":
+        return sa.select(*(sa.type_coerce(c, _Lenient(c.type)).label(c.name) for c in table.c))
+    return sa.select(table)
 
 
 def _start_document(
@@ -328,7 +363,7 @@ def read_batch_documents(
     out = BatchDocuments()
     builder = DocumentBuilder(spec.fields, plan.decimal_mode, id_spec=spec, kinds=kinds)
     order = [table.c[c] for c in spec.key_columns]
-    stmt = sa.select(table)
+    stmt = select_rows(engine, table)
     if spec.id_mode != "row_hash":
         stmt = stmt.where(range_condition(table, spec.key_columns, lower, upper))
     if since is not None:
@@ -339,6 +374,7 @@ def read_batch_documents(
     for row in stream_rows(engine, stmt):
         out.docs.append(_start_document(builder, spec, row, need, by_key))
     out.rows = len(out.docs)
+    out.bad_values.extend(builder.bad_values)
     if not out.docs:
         return out
     ranged = (
@@ -366,11 +402,13 @@ def iter_unkeyed_documents(
 
     table = get_table(engine, spec.table)
     builder = DocumentBuilder(spec.fields, plan.decimal_mode, id_spec=spec, kinds=_kinds(table))
-    stmt = sa.select(table).order_by(*(table.c[c] for c in spec.key_columns))
+    stmt = select_rows(engine, table).order_by(*(table.c[c] for c in spec.key_columns))
     need = {tuple(e.parent_columns) for e in spec.embeds}
 
     def finish(out: BatchDocuments, by_key: dict[str, Any]) -> BatchDocuments:
         out.rows = len(out.docs)
+        out.bad_values.extend(builder.bad_values)
+        builder.bad_values.clear()
         for emb in spec.embeds:
             parents = by_key[",".join(emb.parent_columns)]
             _attach_children(engine, plan, spec, emb, parents, out, None, None, False, top=True)
@@ -418,16 +456,27 @@ def _attach_children(
         assert emb.value_column is not None
         conv = converter(emb.value_kind, plan.decimal_mode)
     else:
-        builder = DocumentBuilder(emb.fields, plan.decimal_mode, kinds=kinds)
+        builder = DocumentBuilder(
+            emb.fields, plan.decimal_mode, kinds=kinds, table=emb.table, report_key=emb.key_columns
+        )
     sub_index: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
     sub_need = {tuple(s.parent_columns) for s in emb.embeds}
     for cond in conditions:
-        stmt = sa.select(child).where(cond).order_by(*order)
+        stmt = select_rows(engine, child).where(cond).order_by(*order)
         for row in stream_rows(engine, stmt):
             key = tuple(row[c] for c in emb.child_columns)
             parent = parents.get(key)
             if emb.mode == "ids":
-                value = conv(row[emb.value_column])
+                raw = row[emb.value_column]
+                try:
+                    value = conv(raw)
+                except (ValueError, TypeError, ArithmeticError) as exc:
+                    value = str(raw)
+                    out.bad_values.append(
+                        {"table": emb.table, "key": {c: str(row[c]) for c in emb.key_columns},
+                         "column": emb.value_column, "value": value[:200],
+                         "error": f"{type(exc).__name__}: {exc}"[:300]}
+                    )  # fmt: skip
             else:
                 value = builder.build(row)
                 for s in emb.embeds:
@@ -459,6 +508,8 @@ def _attach_children(
                 continue
             parent[emb.field].append(value)
             out.embedded += 1
+    if emb.mode == "documents":
+        out.bad_values.extend(builder.bad_values)
     for sub in emb.embeds:
         index = sub_index.get(",".join(sub.parent_columns), {})
         if index:

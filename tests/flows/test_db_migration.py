@@ -413,3 +413,59 @@ def test_table_without_primary_key_streams_in_chunks_and_verifies(
 
     with pytest.raises(MigrationFailed, match="without primary key differ"):
         run(src, target, batch_size=1000, verify_sample=0)  # complete: verification only
+
+
+def test_bad_values_are_kept_as_strings_reported_and_the_run_goes_on(
+    tmp_path: Path, target: Target, prefect_api: Any
+) -> None:
+    path = tmp_path / "dirty.sqlite"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE reading (id INTEGER PRIMARY KEY, taken_at DATETIME NOT NULL, "
+            "amount NUMERIC(10,2), payload JSON)"
+        )
+        conn.exec_driver_sql(
+            "CREATE TABLE note (id INTEGER PRIMARY KEY, reading_id INTEGER REFERENCES reading(id), "
+            "written DATETIME)"
+        )
+        conn.execute(
+            sa.text("INSERT INTO reading VALUES (:i, :t, :a, :p)"),
+            [{"i": i, "t": f"2024-01-01 00:{i % 60:02d}:00", "a": f"{i}.50",
+              "p": json.dumps({"n": i})} for i in range(1, 301)],
+        )  # fmt: skip
+        conn.exec_driver_sql("UPDATE reading SET taken_at = 'sometime soon' WHERE id = 7")
+        conn.exec_driver_sql("UPDATE reading SET amount = 'n/a' WHERE id = 150")
+        conn.exec_driver_sql("UPDATE reading SET payload = '{broken' WHERE id = 299")
+        conn.execute(
+            sa.text("INSERT INTO note VALUES (:i, :r, :w)"),
+            [{"i": i, "r": i, "w": "yesterday" if i == 42 else "2024-02-01 10:00:00"}
+             for i in range(1, 101)],
+        )  # fmt: skip
+    engine.dispose()
+    src = source_block(f"sqlite:///{path}", "test-dbmig-dirty")
+    plan = {"tables": {"reading": {"embed": [{"table": "note", "as": "notes"}]}}}
+    summary = run(src, target, plan=plan, batch_size=100, verify_sample=0)
+
+    assert summary["verified"] is True  # nothing lost: every row has its document
+    assert target.count("reading") == 300
+    assert summary["tables"]["reading"]["bad_values"] == 4
+    named = {(b["table"], json.dumps(b["key"]), b["column"]) for b in summary["bad_values"]}
+    assert named == {
+        ("reading", '{"id": 7}', "taken_at"),
+        ("reading", '{"id": 150}', "amount"),
+        ("reading", '{"id": 299}', "payload"),
+        ("note", '{"id": 42}', "written"),
+    }
+    bad = {b["column"]: b for b in summary["bad_values"]}
+    assert bad["amount"]["value"] == "n/a" and "InvalidOperation" in bad["amount"]["error"]
+    doc7 = target.db.reading.find_one({"_id": 7})
+    assert doc7["taken_at"] == "sometime soon"  # kept as its string
+    doc8 = target.db.reading.find_one({"_id": 8})
+    assert doc8["taken_at"] == dt.datetime(2024, 1, 1, 0, 8, tzinfo=dt.UTC)
+    assert decimal_of(doc8["amount"]) == Decimal("8.50") and doc8["payload"] == {"n": 8}
+    assert target.db.reading.find_one({"_id": 299})["payload"] == "{broken"
+    assert target.db.reading.find_one({"_id": 42})["notes"][0]["written"] == "yesterday"
+    # verification re-reads the same values, so the checksum holds on a re-run
+    again = run(src, target, plan=plan, batch_size=100, verify_sample=0)
+    assert again["verified"] is True and again["documents_written"] == 0
