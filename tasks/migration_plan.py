@@ -469,10 +469,10 @@ def _walk_embeds(embeds: Iterable[EmbedSpec]) -> Iterable[EmbedSpec]:
 
 
 def _to_utc(value: dt.datetime) -> dt.datetime:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    value = value.astimezone(dt.UTC)
     # BSON dates hold milliseconds: truncate so that verification compares like with like
+    if value.tzinfo is None:  # naive values are UTC already: one replace (the hot path)
+        return value.replace(tzinfo=dt.UTC, microsecond=value.microsecond // 1000 * 1000)
+    value = value.astimezone(dt.UTC)
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
@@ -501,9 +501,12 @@ def _generic(value: Any, decimal_mode: str) -> Any:
 
 def converter(kind: Kind, decimal_mode: str = "decimal128") -> Callable[[Any], Any]:
     """A function converting one SQL value of `kind` to its BSON-ready value (None stays None)."""
+    conv = _not_null_converter(kind, decimal_mode)
+    return lambda v: None if v is None else conv(v)
 
-    def nn(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        return lambda v: None if v is None else fn(v)
+
+def _not_null_converter(kind: Kind, decimal_mode: str) -> Callable[[Any], Any]:
+    """`converter` for values known not to be None (the hot loop tests None itself)."""
 
     def to_decimal(v: Any) -> Any:
         d = v if isinstance(v, decimal.Decimal) else decimal.Decimal(str(v))
@@ -529,20 +532,20 @@ def converter(kind: Kind, decimal_mode: str = "decimal128") -> Callable[[Any], A
         return v if -(2**31) <= v < 2**31 else Int64(v)
 
     table: dict[str, Callable[[Any], Any]] = {
-        "int": nn(to_int),
-        "bigint": nn(lambda v: Int64(int(v))),
-        "float": nn(float),
-        "decimal": nn(to_decimal),
-        "bool": nn(bool),
-        "string": nn(lambda v: v if isinstance(v, str) else str(v)),
-        "date": nn(to_datetime),
-        "datetime": nn(to_datetime),
-        "time": nn(lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)),
-        "binary": nn(lambda v: Binary(bytes(v))),
-        "uuid": nn(to_uuid),
-        "json": nn(to_json),
-        "array": nn(lambda v: _generic(list(v), decimal_mode)),
-        "unsupported": nn(lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)),
+        "int": to_int,
+        "bigint": lambda v: Int64(int(v)),
+        "float": float,
+        "decimal": to_decimal,
+        "bool": bool,
+        "string": lambda v: v if isinstance(v, str) else str(v),
+        "date": to_datetime,
+        "datetime": to_datetime,
+        "time": lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v),
+        "binary": lambda v: Binary(bytes(v)),
+        "uuid": to_uuid,
+        "json": to_json,
+        "array": lambda v: _generic(list(v), decimal_mode),
+        "unsupported": lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v),
     }
     return table[kind]
 
@@ -568,7 +571,9 @@ class DocumentBuilder:
         table: str = "",
         report_key: Sequence[str] = (),
     ) -> None:
-        self.fields = [(f.column, f.field, converter(f.kind, decimal_mode)) for f in fields]
+        self.fields = [
+            (f.column, f.field, _not_null_converter(f.kind, decimal_mode)) for f in fields
+        ]
         self.id_spec = id_spec
         self.id_convs: list[tuple[str, str, Callable[[Any], Any]]] = []
         if id_spec is not None and id_spec.id_mode != "row_hash":
@@ -610,6 +615,9 @@ class DocumentBuilder:
             doc["_id"] = self.doc_id(row)
         for col, field, conv in self.fields:
             value = row[col]
+            if value is None:  # NULL kept as null
+                doc[field] = None
+                continue
             try:
                 doc[field] = conv(value)
             except (ValueError, TypeError, ArithmeticError) as exc:
