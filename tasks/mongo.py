@@ -307,31 +307,51 @@ def mark_table_complete(target_block: str, checkpoint: str) -> None:
 # --- copying --------------------------------------------------------------------------------------
 
 
+DUPLICATE_KEY = 11000
+VALIDATION_FAILED = 121
+
+
+def _failed(
+    exc: BulkWriteError, chunk: Sequence[dict[str, Any]], code: int
+) -> list[dict[str, Any]]:
+    """The documents of `chunk` whose write failed with `code`; raise on any other error."""
+    errors = exc.details.get("writeErrors", [])
+    if any(e.get("code") not in (DUPLICATE_KEY, VALIDATION_FAILED) for e in errors):
+        raise exc
+    return [chunk[e["index"]] for e in errors if e.get("code") == code]
+
+
+def _replace(collection: Any, docs: Sequence[dict[str, Any]], bypass: bool = False) -> None:
+    """Replace-upserts by `_id`, a few at a time; refused by the validator: again, bypassing it."""
+    for j in range(0, len(docs), REPLACE_CHUNK):
+        part = docs[j : j + REPLACE_CHUNK]
+        ops = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in part]
+        try:
+            # None, not False: pymongo would send `false`, which FerretDB v1 may refuse
+            collection.bulk_write(ops, ordered=False, bypass_document_validation=bypass or None)
+        except BulkWriteError as exc:
+            invalid = _failed(exc, part, VALIDATION_FAILED)
+            if bypass or len(invalid) != len(exc.details.get("writeErrors", [])):
+                raise
+            _replace(collection, invalid, bypass=True)
+
+
 def write_documents(collection: Any, docs: Sequence[dict[str, Any]]) -> int:
     """Idempotent writes in chunks: unordered insert, then replace-upserts for ids that exist.
 
     A first copy is plain bulk inserts (fast, also on FerretDB); documents whose `_id` is
     already there (a resumed or repeated batch) are replaced by `_id`, so a batch written
-    twice still leaves exactly one document per source row.
+    twice still leaves exactly one document per source row. A document the collection's
+    `$jsonSchema` validator refuses (one holding a value its column's type could not convert,
+    which the batch reports) is written again bypassing validation: nothing is dropped.
     """
     for i in range(0, len(docs), WRITE_CHUNK):
         chunk = docs[i : i + WRITE_CHUNK]
         try:
             collection.insert_many(chunk, ordered=False)
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            others = [e for e in errors if e.get("code") != 11000]
-            if others:
-                raise
-            existing = [chunk[e["index"]] for e in errors]
-            for j in range(0, len(existing), REPLACE_CHUNK):
-                collection.bulk_write(
-                    [
-                        ReplaceOne({"_id": d["_id"]}, d, upsert=True)
-                        for d in existing[j : j + REPLACE_CHUNK]
-                    ],
-                    ordered=False,
-                )
+            _replace(collection, _failed(exc, chunk, DUPLICATE_KEY))
+            _replace(collection, _failed(exc, chunk, VALIDATION_FAILED), bypass=True)
     return len(docs)
 
 
