@@ -141,6 +141,7 @@ def db_migration(params: DbMigrationParams) -> dict[str, Any]:
             params.mode,
             params.restart,
             params.batch_size,
+            params.verify_sample,
         )
         for c in plan.collections
     }
@@ -266,6 +267,7 @@ def db_migration(params: DbMigrationParams) -> dict[str, Any]:
                 "embedded_expected": sum(e["expected"] for e in v["embedded"]),
                 "embedded_actual": sum(e["actual"] for e in v["embedded"]),
                 "checked_rows": v["checked_rows"],
+                "verify_method": v["method"],
                 "checksum": v["checksum"],
                 "verified": v["verified"],
                 "problems": v["problems"],
@@ -289,6 +291,7 @@ def db_migration(params: DbMigrationParams) -> dict[str, Any]:
                     "orphans",
                     "bad_values",
                     "checked_rows",
+                    "verify_method",
                     "verified",
                 )
             }

@@ -27,6 +27,7 @@ from tasks.migration_plan import (
     CollectionSpec,
     MigrationPlan,
     canonical,
+    classify_type,
     diff_documents,
     range_id,
     sample_ranges,
@@ -43,6 +44,7 @@ from tasks.sql import (
     max_value,
     orphan_condition,
     read_batch_documents,
+    read_documents_by_keys,
 )
 
 WRITE_CHUNK = 5000
@@ -201,8 +203,13 @@ def prepare_table(
     mode: str,
     restart: bool,
     batch_size: int,
+    sample: int = 0,
 ) -> dict[str, Any]:
-    """Open or resume the table's checkpoint and list the batch key ranges still to copy."""
+    """Open or resume the table's checkpoint and list the batch key ranges still to copy.
+
+    When verification will sample `sample` rows, the ranges it samples come first: written
+    first, they are what the server returns first in natural order (see verify_collection).
+    """
     plan = MigrationPlan.model_validate(plan_data)
     spec = plan.collection(table)
     engine = get_source_engine(source_block)
@@ -265,7 +272,9 @@ def prepare_table(
         bounds = batch_bounds(engine, sa_table, spec.key_columns, batch_size, where)
     ranges = []
     pending_rows = 0
-    for i, (lower, upper) in enumerate(split_ranges(bounds)):
+    all_ranges = split_ranges(bounds)
+    first = set(sample_ranges(len(all_ranges), total, sample)) if 0 < sample < total else set()
+    for i, (lower, upper) in enumerate(all_ranges):
         rid = range_id(lower, upper, generation)
         rows = batch_size if upper is not None else total - batch_size * len(bounds)
         if spec.id_mode == "row_hash":
@@ -283,6 +292,7 @@ def prepare_table(
                 "chunk": batch_size,
             }
         )
+    ranges.sort(key=lambda r: r["index"] not in first)  # stable: key order otherwise
     return {
         "table": table,
         "checkpoint": ck_id,
@@ -467,6 +477,20 @@ def _range_groups(picked: Sequence[int], rows_per_range: int) -> list[list[int]]
     return [list(picked[i : i + per_group]) for i in range(0, len(picked), per_group)] or [[]]
 
 
+def _server_count(client: MongoClient[Any], db: Any, name: str) -> int:
+    """Documents in a collection, exactly, as cheaply as the server allows.
+
+    FerretDB v1 answers `count` by decoding every document, but its `collStats` count is a
+    SQL COUNT(*) on the collection's table (exact; checked right after inserts and deletes).
+    MongoDB's `countDocuments` is exact and cheap.
+    """
+    if "ferretdbVersion" in client.server_info():
+        if name not in db.list_collection_names():
+            return 0
+        return int(db.command("collStats", name)["count"])
+    return int(db[name].count_documents({}))
+
+
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
 def verify_collection(
     source_block: str,
@@ -514,87 +538,131 @@ def verify_collection(
 
     walk(spec.embeds, [])
 
-    bounds = (
-        []
-        if spec.id_mode == "row_hash"
-        else batch_bounds(engine, sa_table, spec.key_columns, batch_size)
+    kinds = {c: classify_type(sa_table.c[c].type) for c in spec.key_columns}
+    keyed = spec.id_mode != "row_hash" and all(
+        k in ("int", "bigint", "string") for k in kinds.values()
     )
-    ranges = split_ranges(bounds)
-    picked = sample_ranges(len(ranges), source_rows, sample)
+    method = "full checksum"
+    if 0 < sample < source_rows and not paths and keyed:
+        # A sample of a large table: the server's exact count, and the first `sample` stored
+        # documents in natural order (the copy writes the sampled ranges first) compared field
+        # by field with their source rows, looked up by key. On FerretDB v1 any other read
+        # decodes the whole collection; a LIMIT without filter is the read it pushes down.
+        method = f"count + first {sample} stored documents"
+        documents = _server_count(client, db, spec.collection)
+        stored = list(coll.find({}, batch_size=SCAN_BATCH).limit(sample))
+        names = spec.id_fields or spec.key_columns
 
-    def scan_counts(stored: Mapping[str, Any], counts: dict[str, int]) -> None:
-        for field, parts in paths.items():
-            counts[field] += _elements(stored, parts)
+        def key_of(doc_id: Any) -> tuple[Any, ...]:
+            if spec.id_mode == "single":
+                return (doc_id,)
+            return tuple(doc_id.get(n) for n in names)
 
-    def compare_groups(groups: list[list[int]]) -> tuple[int, dict[str, int], int, int, list[str]]:
-        # Every document is read once per group of sampled ranges, in natural order: FerretDB v1
-        # decodes the whole collection for any `_id` range, `$in` or count query, so the number
-        # of queries is what costs. The first scan also gives the exact document count and the
-        # embedded array sizes; on MongoDB it is a plain collection scan.
-        documents = dst_sum = checked = 0
-        counts = dict.fromkeys(paths, 0)
-        mismatched: list[str] = []
-        for n, group in enumerate(groups):
-            expected: dict[Any, int] = {}
-            for idx in group:
-                lower, upper = ranges[idx]
-                for doc in read_batch_documents(engine, plan, spec, lower, upper).docs:
-                    expected[_id_key(doc["_id"])] = _digest(doc)
-            wrong: dict[Any, dict[str, Any]] = {}
-            for stored in coll.find({}, batch_size=SCAN_BATCH):
-                if n == 0:
-                    documents += 1
-                    scan_counts(stored, counts)
-                key = _id_key(stored["_id"])
-                want = expected.pop(key, None)
-                if want is None:
-                    continue
-                got = _digest(stored)
-                dst_sum += got
-                checked += 1
-                if got != want and len(wrong) < 10:
-                    wrong[key] = stored
-            checked += len(expected)  # rows without a stored document count as checked (and bad)
-            if wrong or expected:
-                # only on a mismatch: read the group again to name the differing fields
-                missing = set(list(expected)[: max(0, 10 - len(wrong))])
+        keys = [key_of(d["_id"]) for d in stored]
+        source = read_documents_by_keys(engine, plan, spec, keys).docs
+        expected = {_id_key(d["_id"]): d for d in source}
+        elements: dict[str, int] = {}
+        mismatched = []
+        dst_sum = 0
+        for doc in stored:
+            got = _digest(doc)
+            dst_sum += got
+            want = expected.get(_id_key(doc["_id"]))
+            if want is None:
+                mismatched.append(f"_id={doc['_id']!r}: no source row")
+            elif _digest(want) != got:
+                diffs = diff_documents(want, doc) or ["differs"]
+                mismatched.append(f"_id={doc['_id']!r}: {', '.join(diffs[:5])}")
+        checked = len(stored)
+        content_ok = not mismatched
+        mismatched = mismatched[:10]
+    else:
+        bounds = (
+            []
+            if spec.id_mode == "row_hash"
+            else batch_bounds(engine, sa_table, spec.key_columns, batch_size)
+        )
+        ranges = split_ranges(bounds)
+        picked = sample_ranges(len(ranges), source_rows, sample)
+
+        def scan_counts(stored: Mapping[str, Any], counts: dict[str, int]) -> None:
+            for field, parts in paths.items():
+                counts[field] += _elements(stored, parts)
+
+        def compare_groups(
+            groups: list[list[int]],
+        ) -> tuple[int, dict[str, int], int, int, list[str]]:
+            # Every document is read once per group of sampled ranges, in natural order:
+            # FerretDB v1 decodes the whole collection for any `_id` range, `$in` or count
+            # query, so the number of queries is what costs. The first scan also gives the exact
+            # document count and the embedded array sizes; on MongoDB, a plain collection scan.
+            documents = dst_sum = checked = 0
+            counts = dict.fromkeys(paths, 0)
+            mismatched: list[str] = []
+            for n, group in enumerate(groups):
+                expected: dict[Any, int] = {}
                 for idx in group:
                     lower, upper = ranges[idx]
                     for doc in read_batch_documents(engine, plan, spec, lower, upper).docs:
-                        key = _id_key(doc["_id"])
-                        if (key in wrong or key in missing) and len(mismatched) < 10:
-                            diffs = diff_documents(doc, wrong.get(key)) or ["differs"]
-                            mismatched.append(f"_id={doc['_id']!r}: {', '.join(diffs[:5])}")
-        return documents, counts, dst_sum, checked, mismatched
+                        expected[_id_key(doc["_id"])] = _digest(doc)
+                wrong: dict[Any, dict[str, Any]] = {}
+                for stored in coll.find({}, batch_size=SCAN_BATCH):
+                    if n == 0:
+                        documents += 1
+                        scan_counts(stored, counts)
+                    key = _id_key(stored["_id"])
+                    want = expected.pop(key, None)
+                    if want is None:
+                        continue
+                    got = _digest(stored)
+                    dst_sum += got
+                    checked += 1
+                    if got != want and len(wrong) < 10:
+                        wrong[key] = stored
+                checked += len(expected)  # rows without a stored document: checked (and bad)
+                if wrong or expected:
+                    # only on a mismatch: read the group again to name the differing fields
+                    missing = set(list(expected)[: max(0, 10 - len(wrong))])
+                    for idx in group:
+                        lower, upper = ranges[idx]
+                        for doc in read_batch_documents(engine, plan, spec, lower, upper).docs:
+                            key = _id_key(doc["_id"])
+                            if (key in wrong or key in missing) and len(mismatched) < 10:
+                                diffs = diff_documents(doc, wrong.get(key)) or ["differs"]
+                                mismatched.append(f"_id={doc['_id']!r}: {', '.join(diffs[:5])}")
+            return documents, counts, dst_sum, checked, mismatched
 
-    if len(picked) == len(ranges):
-        # Every row is checked: the order-independent sum of the document digests on each
-        # side, i.e. one stream of the source and one scan of the target, in bounded memory.
-        # Only when the sums differ are the rows compared one by one to name the fields.
-        if spec.id_mode == "row_hash":
-            chunks: Any = (b.docs for b in iter_unkeyed_documents(engine, plan, spec, batch_size))
+        if len(picked) == len(ranges):
+            # Every row is checked: the order-independent sum of the document digests on each
+            # side, i.e. one stream of the source and one scan of the target, in bounded memory.
+            # Only when the sums differ are the rows compared one by one to name the fields.
+            if spec.id_mode == "row_hash":
+                unkeyed = iter_unkeyed_documents(engine, plan, spec, batch_size)
+                chunks: Any = (b.docs for b in unkeyed)
+            else:
+                chunks = (
+                    read_batch_documents(engine, plan, spec, lo, up).docs for lo, up in ranges
+                )
+            src_sum = sum(_digest(doc) for docs in chunks for doc in docs)
+            documents = dst_sum = 0
+            elements = dict.fromkeys(paths, 0)
+            for stored in coll.find({}, batch_size=SCAN_BATCH):
+                documents += 1  # noqa: SIM113 (a cursor has no length)
+                scan_counts(stored, elements)
+                dst_sum += _digest(stored)
+            checked = source_rows
+            mismatched = []
+            content_ok = src_sum == dst_sum
+            if not content_ok and spec.id_mode == "row_hash":
+                mismatched.append("rows of a table without primary key differ (no key names them)")
+            elif not content_ok:
+                everything = _range_groups(list(range(len(ranges))), batch_size)
+                mismatched = compare_groups(everything)[4] or ["stored documents differ"]
         else:
-            chunks = (read_batch_documents(engine, plan, spec, lo, up).docs for lo, up in ranges)
-        src_sum = sum(_digest(doc) for docs in chunks for doc in docs)
-        documents = dst_sum = 0
-        elements = dict.fromkeys(paths, 0)
-        for stored in coll.find({}, batch_size=SCAN_BATCH):
-            documents += 1  # noqa: SIM113 (a cursor has no length)
-            scan_counts(stored, elements)
-            dst_sum += _digest(stored)
-        checked = source_rows
-        mismatched = []
-        content_ok = src_sum == dst_sum
-        if not content_ok and spec.id_mode == "row_hash":
-            mismatched.append("rows of a table without primary key differ (no key to name them)")
-        elif not content_ok:
-            everything = _range_groups(list(range(len(ranges))), batch_size)
-            mismatched = compare_groups(everything)[4] or ["stored documents differ"]
-    else:
-        documents, elements, dst_sum, checked, mismatched = compare_groups(
-            _range_groups(picked, batch_size)
-        )
-        content_ok = not mismatched
+            documents, elements, dst_sum, checked, mismatched = compare_groups(
+                _range_groups(picked, batch_size)
+            )
+            content_ok = not mismatched
     if documents != source_rows:
         problems.insert(0, f"documents {documents} != source rows {source_rows}")
     for row in embedded:
@@ -608,6 +676,7 @@ def verify_collection(
     return {
         "table": table,
         "collection": spec.collection,
+        "method": method,
         "source_rows": source_rows,
         "documents": documents,
         "embedded": embedded,

@@ -389,6 +389,29 @@ def read_batch_documents(
     return out
 
 
+def read_documents_by_keys(
+    engine: Engine, plan: Any, spec: Any, keys: Sequence[tuple[Any, ...]]
+) -> BatchDocuments:
+    """The documents of the rows whose primary key is in `keys` (a verification sample)."""
+    from tasks.migration_plan import DocumentBuilder
+
+    table = get_table(engine, spec.table)
+    builder = DocumentBuilder(spec.fields, plan.decimal_mode, id_spec=spec, kinds=_kinds(table))
+    out = BatchDocuments()
+    by_key: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
+    need = {tuple(e.parent_columns) for e in spec.embeds}
+    for cond in _in_chunks([table.c[c] for c in spec.key_columns], list(keys)):
+        for row in stream_rows(engine, select_rows(engine, table).where(cond)):
+            out.docs.append(_start_document(builder, spec, row, need, by_key))
+    out.rows = len(out.docs)
+    out.bad_values.extend(builder.bad_values)
+    for emb in spec.embeds:
+        parents = by_key.get(",".join(emb.parent_columns), {})
+        if parents:
+            _attach_children(engine, plan, spec, emb, parents, out, None, None, False, top=True)
+    return out
+
+
 def iter_unkeyed_documents(
     engine: Engine, plan: Any, spec: Any, chunk: int
 ) -> Iterator[BatchDocuments]:

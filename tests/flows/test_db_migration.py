@@ -469,3 +469,36 @@ def test_bad_values_are_kept_as_strings_reported_and_the_run_goes_on(
     # verification re-reads the same values, so the checksum holds on a re-run
     again = run(src, target, plan=plan, batch_size=100, verify_sample=0)
     assert again["verified"] is True and again["documents_written"] == 0
+
+
+def test_sampled_verification_counts_exactly_and_checks_the_sampled_ranges(
+    sqlite_chinook: Path, target: Target, prefect_api: Any
+) -> None:
+    src = source_block(f"sqlite:///{sqlite_chinook}", "test-dbmig-sqlite")
+    others = ["Album", "Artist", "Customer", "Employee", "Genre", "Invoice", "InvoiceLine",
+              "MediaType", "Playlist", "PlaylistTrack"]  # fmt: skip
+    plan = {"exclude": others}
+    summary = run(src, target, plan=plan, batch_size=100, verify_sample=500)
+    track = summary["tables"]["Track"]
+    assert summary["verified"] is True and track["documents"] == 3503
+    assert track["verify_method"] == "count + first 500 stored documents"
+    assert track["checked_rows"] == 500
+    # the sampled ranges (5 of 36, spread over the key space) were written first, so they are
+    # what the server returns first
+    head = [d["_id"] for d in target.db.Track.find({}, {"_id": 1}).limit(500)]
+    sampled = {i for k in (0, 7, 14, 21, 28) for i in range(k * 100 + 1, k * 100 + 101)}
+    assert sum(i in sampled for i in head) >= 300, sorted(head)[:20]
+
+    engine = sa.create_engine(f"sqlite:///{sqlite_chinook}")
+    with engine.begin() as conn:  # the source changes under a sampled document
+        conn.execute(
+            sa.text("UPDATE Track SET Name = 'Renamed' WHERE TrackId = :i"), {"i": head[3]}
+        )
+    engine.dispose()
+    outside = next(i for i in range(1, 3504) if i not in head)
+    target.db.Track.delete_one({"_id": outside})
+    from flows.db_migration import MigrationFailed
+
+    with pytest.raises(MigrationFailed, match="documents 3502 != source rows 3503") as info:
+        run(src, target, plan=plan, batch_size=100, verify_sample=500)
+    assert f"_id={head[3]}: Name" in str(info.value)
