@@ -9,8 +9,9 @@ local Prefect server when `headwater services up` runs one (else Prefect's ephem
 then runs inside this process). mongoimport is looked up on PATH and in
 $HEADWATER_CACHE_DIR/bin (~/.cache/headwater/bin, where scripts/bootstrap.sh builds it).
 Headwater's `seconds` is the whole flow run; `copy_seconds` runs from the first prepare to the
-last batch written, `verify_seconds` is the verification still running after that (counts and
-the content checksum, which FerretDB v1 answers by decoding the whole collection).
+last batch written, `verify_seconds` is the verification still running after that: with the
+sample smaller than a table, the server's exact count (which FerretDB v1 computes by decoding
+every document) and the first `batch_size` stored documents checked against their source rows.
 `server_ceiling` is what the target sustains on its own: Headwater's documents prebuilt in
 memory and inserted by 1 and 4 clients, and one full scan, next to 3x the naive baseline.
 """
