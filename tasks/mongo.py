@@ -481,9 +481,9 @@ def _server_count(db: Any, name: str) -> int:
     """Documents in a collection, exactly, counted by the server (nothing is sent back).
 
     FerretDB v1 answers `count` by counting what it reads (its cheapest exact count; not
-    `collStats`, which comes from PostgreSQL's table statistics and lags behind a bulk load:
-    799,989 of 800,000 seen right after one). MongoDB answers an unfiltered `count` from
-    metadata, so there `countDocuments`.
+    `collStats`, which is PostgreSQL's ANALYZE estimate of the table's rows: 799,989 of
+    800,000 seen after a bulk load). MongoDB answers an unfiltered `count` from metadata, so
+    there `countDocuments`.
     """
     if "ferretdbVersion" in db.client.server_info():
         return int(db.command("count", name)["n"])
