@@ -18,11 +18,15 @@ run only pays for its new points. `StreamingDetector` scores every point in [0, 
   (HTM's "spatial anomaly") scores at least 0.9;
 * the score is the maximum of the channels' -log10(tail), squashed to [0, 1) (tail 1e-10 ->
   0.5), so one threshold fits every series (`novelty_window` > 0 instead divides each channel's
-  statistic by its own recent maximum);
+  statistic by its own recent maximum); every likelihood is capped (`value_cap`, `discord_cap`):
+  beyond 1e-20 a Gaussian tail is not credible, and an uncapped channel escalates point by point
+  through a burst that a capped one has already announced;
 * a point keeps its score only when it exceeds every raw score of the previous `suppress` points
   (or `suppress_ratio` x `probation`): NAB and operators reward the first alarm about an anomaly,
-  repeats only cost false positives. This rule does not depend on the final threshold. The first
-  `probation` points score 0.
+  repeats only cost false positives. Within a burst (consecutive raw scores of at least
+  `burst_level`) each channel alarms once (its first score of at least `burst_alarm`); a
+  different channel taking over may alarm again. These rules do not depend on the final
+  threshold. The first `probation` points score 0.
 
 `NightFlowLeakDetector` is the water-network specialist: a CUSUM on each day's mean night flow.
 """
@@ -60,6 +64,12 @@ class DetectorConfig:
     novelty_window: int = 0  # past window of the novelty ratio (0: likelihood scores)
     discord_weight: float = 1.0  # weight of the discord channel
     raw_discord_weight: float = 1.0  # weight of the amplitude-aware (not z-normalised) channel
+    discord_cap: float | None = 20.0  # cap of the discord channels' -log10(tail) (None: no cap)
+    # a burst: consecutive raw scores of at least `burst_level` (tail ~3e-3); within one, a
+    # channel's escalation after its own kept score of at least `burst_alarm` (tail 1e-10) is a
+    # repeat (None, or no suppression: no burst rule)
+    burst_level: float | None = 0.2
+    burst_alarm: float = 0.5
     chunk: int = 1024  # new points handled per matrix product
 
 
@@ -84,6 +94,10 @@ class DetectorState:
     last_value: float | None = None
     vmin: float | None = None  # smallest and largest value seen so far
     vmax: float | None = None
+    burst_channels: int = 0  # bit set of the channels that alarmed in the burst still going
+
+
+CHANNELS = ("discord", "amplitude", "value", "range")  # bit i of `burst_channels`
 
 
 def _neg_log10_tail(z: np.ndarray) -> np.ndarray:
@@ -149,6 +163,7 @@ class StreamingDetector:
             "last_value": self.state.last_value,
             "vmin": self.state.vmin,
             "vmax": self.state.vmax,
+            "burst_channels": self.state.burst_channels,
             "sizes": [int(a.size) for a in arrays],
         }
         return json.dumps(meta).encode() + b"\n" + b"".join(a.tobytes() for a in arrays)
@@ -175,6 +190,7 @@ class StreamingDetector:
             last_value=meta["last_value"],
             vmin=meta.get("vmin"),  # absent in states saved before the range channel
             vmax=meta.get("vmax"),
+            burst_channels=int(meta.get("burst_channels", 0)),  # absent before the burst rule
             **arrays,
         )
         return cls(DetectorConfig(**meta["config"]), state)
@@ -229,7 +245,9 @@ class StreamingDetector:
         # z-normalisation hides a change of amplitude (a lower daily peak, a quieter stretch):
         # the Euclidean distance of the raw subsequences sees it, in the series' own units
         r_score, _rz, st.rdists = self._likelihood(st.rdists, raw_new, relative_floor=True)
-        d_score = np.maximum(d_score, r_score * cfg.raw_discord_weight)
+        r_score *= cfg.raw_discord_weight
+        zn_score = d_score
+        d_score = np.maximum(d_score, r_score)
         # value likelihood: two-sided
         vends = np.arange(h + 1, h + b + 1)
         vs_mean, _ = _windowed_stats(allv, vends, cfg.value_short)
@@ -251,9 +269,10 @@ class StreamingDetector:
             rv, st.vz_hist = _novelty(st.vz_hist, vz * (v_score > 0), cfg.novelty_window)
             d_score = _ratio_score(rd) * cfg.discord_weight
             v_score = _ratio_score(rv) * cfg.value_weight
-        combined = np.maximum(d_score, v_score)
-        if cfg.spatial_tolerance is not None:
-            combined = np.maximum(combined, self._range_score(new))
+            zn_score, r_score = d_score, np.zeros(b)
+        g_score = self._range_score(new) if cfg.spatial_tolerance is not None else np.zeros(b)
+        channels = np.stack([zn_score, r_score, v_score, g_score])  # in the order of CHANNELS
+        combined = channels.max(axis=0)
         # probation and suppression of repeats (sequential: cheap)
         seen = st.seen + np.arange(1, b + 1)
         combined[seen <= cfg.probation] = 0.0
@@ -264,12 +283,44 @@ class StreamingDetector:
         past = prev[-k:] if k > 0 else prev[:0]
         ext = np.concatenate([np.zeros(max(k - prev.size, 0)), past, combined])
         recent_max = sliding_window_view(ext, k)[:b].max(axis=1) if k > 0 else np.zeros(b)
-        out = np.where(combined > recent_max, combined, combined * cfg.damp)
+        keep = combined > recent_max
+        if cfg.burst_level is not None and k > 0:  # part of the suppression: off without it
+            keep &= self._first_in_burst(combined, channels.argmax(axis=0), keep)
+        out = np.where(keep, combined, combined * cfg.damp)
         st.recent = ext[-k:].copy() if k > 0 else _empty()
         st.seen += b
         keep_v = max(cfg.history + cfg.m, cfg.long_window + cfg.value_short)
         st.values = allv[-keep_v:].copy()
         return np.clip(out, 0.0, 1.0)
+
+    def _first_in_burst(
+        self, combined: np.ndarray, channel: np.ndarray, keep: np.ndarray
+    ) -> np.ndarray:
+        """False where a kept alarm repeats its channel's alarm earlier in the same burst.
+
+        A burst is a run of raw scores of at least `burst_level`. In a burst of a heavy-tailed
+        series (a flurry of tweets) the value channel's score climbs point by point and each
+        rise beats the recent maximum; the first alarm has already told the operator. An alarm
+        from a channel that has not alarmed in this burst (a new extreme after a value spike) is
+        new evidence and is kept.
+        """
+        cfg, st = self.config, self.state
+        level = float(cfg.burst_level if cfg.burst_level is not None else 0.0)
+        first = np.ones(combined.size, dtype=bool)
+        # points that end a burst, and the alarms that may repeat one (few: a Python loop)
+        below = np.flatnonzero(combined < level)
+        mask, n_below = st.burst_channels, 0
+        for i in np.flatnonzero(keep & (combined >= max(cfg.burst_alarm, level))):
+            ended = int(np.searchsorted(below, i))
+            if ended > n_below:
+                mask, n_below = 0, ended
+            bit = 1 << int(channel[i])
+            first[i] = not mask & bit
+            mask |= bit
+        if below.size > n_below:  # a burst ended after the last alarm
+            mask = 0
+        st.burst_channels = mask
+        return first
 
     def _likelihood(
         self, hist: np.ndarray, new: np.ndarray, relative_floor: bool
@@ -288,7 +339,10 @@ class StreamingDetector:
         z = (s_mean - l_mean) / np.maximum(l_std, floor)
         # a distance at or below its recent mean is not evidence of anything (a constant series
         # has z = 0 everywhere)
-        score = np.where(z > 0, _squash(_neg_log10_tail(z)), 0.0)
+        nlt = _neg_log10_tail(z)
+        if cfg.discord_cap is not None:
+            nlt = np.minimum(nlt, cfg.discord_cap)
+        score = np.where(z > 0, _squash(nlt), 0.0)
         score[~np.isfinite(new) | (n_valid < cfg.min_history)] = 0.0
         return score, z, dall[-(cfg.long_window + cfg.short_window) :].copy()
 

@@ -117,15 +117,37 @@ def test_repeated_alarms_are_suppressed_then_rearm() -> None:
     assert s[600 + 3 * k] > 0.5  # a new alarm once it has passed
 
 
+def test_a_burst_alarms_once_per_channel() -> None:
+    """A value climbing through a burst alarms once; a new extreme within it still alarms."""
+    cfg = replace(CFG, discord_weight=0.0, raw_discord_weight=0.0)  # the value channel only
+    x = np.random.default_rng(0).standard_normal(1500)
+    x[50] += 12.0  # sets the range, so the burst's first points are not new extremes
+    x[1000:1004] += [6.5, 8.0, 9.5, 16.0]
+    s = score_series(x, cfg)
+    escalating = score_series(x, replace(cfg, burst_level=None))
+    assert s[1000] > 0.5
+    assert escalating[1002] > s[1000]  # a rise that beats the recent maximum...
+    assert s[1002] == 0.0  # ...is the same burst's value alarm again
+    assert s[1003] >= 0.9  # the range channel takes over: new evidence
+    det = StreamingDetector(cfg)
+    parts = [det.update(x[:1001])]
+    det = StreamingDetector.from_bytes(det.to_bytes())  # the burst carries over a restart
+    parts.append(det.update(x[1001:]))
+    np.testing.assert_allclose(np.concatenate(parts), s, atol=1e-9)
+
+
 def test_state_saved_without_the_range_fields_loads() -> None:
     det = StreamingDetector(CFG)
     det.update(_sine(300))
     head, _, body = det.to_bytes().partition(b"\n")
     meta = json.loads(head)
-    for key in ("vmin", "vmax"):
+    for key in ("vmin", "vmax", "burst_channels"):
         meta.pop(key)
+    for key in ("discord_cap", "burst_level", "burst_alarm"):  # settings added later
+        meta["config"].pop(key)
     old = StreamingDetector.from_bytes(json.dumps(meta).encode() + b"\n" + body)
-    assert old.state.vmin is None and old.update(_sine(50)).shape == (50,)
+    assert old.state.vmin is None and old.state.burst_channels == 0
+    assert old.update(_sine(50)).shape == (50,)
 
 
 def test_amplitude_change_is_seen_by_the_raw_profile_only() -> None:
