@@ -14,8 +14,9 @@ run only pays for its new points. `StreamingDetector` scores every point in [0, 
 * value channel: the two-sided tail probability of the raw value under the mean/std of the
   previous `long_window` values (spikes, level shifts, flat-lines that z-normalisation hides),
   capped at `value_cap` so that a burst of extreme values is one alarm;
-* range channel: a value beyond the range seen so far by more than `spatial_tolerance` of it
-  (HTM's "spatial anomaly") scores at least 0.9;
+* range channel: a value beyond the range seen until `range_lag` points ago by more than
+  `spatial_tolerance` of it (HTM's "spatial anomaly", which compares with every earlier value
+  and so misses a slow slide past the old extreme) scores at least 0.9;
 * the score is the maximum of the channels' -log10(tail), squashed to [0, 1) (tail 1e-10 ->
   0.5), so one threshold fits every series (`novelty_window` > 0 instead divides each channel's
   statistic by its own recent maximum); every likelihood is capped (`value_cap`, `discord_cap`):
@@ -61,6 +62,9 @@ class DetectorConfig:
     value_weight: float = 1.0  # weight of the value channel
     value_cap: float | None = 20.0  # cap of the value channel's -log10(tail) (None: no cap)
     spatial_tolerance: float | None = 0.05  # new extreme beyond range * this: alarm (None: off)
+    # the range is that of the values until this many points ago (1: every earlier value), so a
+    # slide past the old extreme in steps each within the tolerance still alarms
+    range_lag: int = 32
     novelty_window: int = 0  # past window of the novelty ratio (0: likelihood scores)
     discord_weight: float = 1.0  # weight of the discord channel
     raw_discord_weight: float = 1.0  # weight of the amplitude-aware (not z-normalised) channel
@@ -92,7 +96,7 @@ class DetectorState:
     vz_hist: np.ndarray = field(default_factory=_empty)  # last value statistics
     rdists: np.ndarray = field(default_factory=_empty)  # last raw (Euclidean) discord distances
     last_value: float | None = None
-    vmin: float | None = None  # smallest and largest value seen so far
+    vmin: float | None = None  # smallest and largest value until `range_lag` points ago
     vmax: float | None = None
     burst_channels: int = 0  # bit set of the channels that alarmed in the burst still going
 
@@ -204,6 +208,12 @@ class StreamingDetector:
             return max(1, round(cfg.suppress_ratio * cfg.probation))
         return cfg.suppress
 
+    @property
+    def _buffer_length(self) -> int:
+        """Raw values kept between runs (the profiles' and the value statistics' past)."""
+        cfg = self.config
+        return max(cfg.history + cfg.m, cfg.long_window + cfg.value_short)
+
     def update(self, values: np.ndarray | list[float]) -> np.ndarray:
         """Consume new points in time order; return one score in [0, 1] per point."""
         new = np.asarray(values, dtype=np.float64).ravel()
@@ -270,7 +280,7 @@ class StreamingDetector:
             d_score = _ratio_score(rd) * cfg.discord_weight
             v_score = _ratio_score(rv) * cfg.value_weight
             zn_score, r_score = d_score, np.zeros(b)
-        g_score = self._range_score(new) if cfg.spatial_tolerance is not None else np.zeros(b)
+        g_score = self._range_score(allv, h) if cfg.spatial_tolerance is not None else np.zeros(b)
         channels = np.stack([zn_score, r_score, v_score, g_score])  # in the order of CHANNELS
         combined = channels.max(axis=0)
         # probation and suppression of repeats (sequential: cheap)
@@ -289,8 +299,7 @@ class StreamingDetector:
         out = np.where(keep, combined, combined * cfg.damp)
         st.recent = ext[-k:].copy() if k > 0 else _empty()
         st.seen += b
-        keep_v = max(cfg.history + cfg.m, cfg.long_window + cfg.value_short)
-        st.values = allv[-keep_v:].copy()
+        st.values = allv[-self._buffer_length :].copy()
         return np.clip(out, 0.0, 1.0)
 
     def _first_in_burst(
@@ -346,22 +355,36 @@ class StreamingDetector:
         score[~np.isfinite(new) | (n_valid < cfg.min_history)] = 0.0
         return score, z, dall[-(cfg.long_window + cfg.short_window) :].copy()
 
-    def _range_score(self, new: np.ndarray) -> np.ndarray:
-        """Score of values beyond the range seen so far by more than `spatial_tolerance` of it.
+    def _range_score(self, allv: np.ndarray, h: int) -> np.ndarray:
+        """Score of the points after index `h` of `allv` beyond the range by `spatial_tolerance`.
 
         HTM's "spatial anomaly" on NAB: a new extreme is an anomaly whatever its likelihood. The
-        score is 0.9 plus a tenth of the excess (in units of the range, at most 1).
+        score is 0.9 plus a tenth of the excess (in units of the range, at most 1). The range is
+        that of the values until `range_lag` points ago: a slide past the old extreme in small
+        steps, each within the tolerance of the one before, still adds up to an excess.
         """
         st, tol = self.state, float(self.config.spatial_tolerance or 0.0)
+        lag = min(max(1, self.config.range_lag), self._buffer_length)
+        new = allv[h:]
+        b, off = new.size, st.seen - h  # off: index in the stream of allv[0]
         lo0 = st.vmin if st.vmin is not None else np.inf
         hi0 = st.vmax if st.vmax is not None else -np.inf
-        prev_hi = np.maximum.accumulate(np.concatenate([[hi0], new]))[:-1]
-        prev_lo = np.minimum.accumulate(np.concatenate([[lo0], new]))[:-1]
-        span = prev_hi - prev_lo
+        # the values that join the range during this chunk: stream indices seen - lag + 1 + j;
+        # point i sees those with j < i (the range until `lag` points before it)
+        pos = st.seen - lag + 1 + np.arange(b) - off
+        have = pos >= 0  # not before the start of the stream (the buffer holds >= lag values)
+        joining = np.where(have, allv[np.maximum(pos, 0)], np.nan)
+        j_hi = np.where(have, joining, -np.inf)
+        j_lo = np.where(have, joining, np.inf)
+        prev_hi = np.maximum.accumulate(np.concatenate([[hi0], j_hi]))
+        prev_lo = np.minimum.accumulate(np.concatenate([[lo0], j_lo]))
+        span = prev_hi[:-1] - prev_lo[:-1]
         ok = np.isfinite(span) & (span > 0)
         safe = np.where(ok, span, 1.0)
-        excess = np.where(ok, np.maximum(new - prev_hi, prev_lo - new) / safe, 0.0)
-        st.vmin, st.vmax = float(min(lo0, new.min())), float(max(hi0, new.max()))
+        excess = np.where(ok, np.maximum(new - prev_hi[:-1], prev_lo[:-1] - new) / safe, 0.0)
+        lo1, hi1 = float(prev_lo[-1]), float(prev_hi[-1])
+        st.vmin = lo1 if math.isfinite(lo1) else None
+        st.vmax = hi1 if math.isfinite(hi1) else None
         return np.where(excess > tol, 0.9 + 0.1 * np.minimum(excess, 1.0), 0.0)
 
     def _discords(self, allv: np.ndarray, h: int) -> np.ndarray:

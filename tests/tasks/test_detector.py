@@ -101,7 +101,18 @@ def test_new_extreme_beyond_the_range_scores_high() -> None:
     det = StreamingDetector(CFG)
     s = det.update(x)
     assert s[900] >= 0.9
-    assert det._range_score(np.array([0.0, 1.4, 5.0])).tolist()[:2] == [0.0, 0.0]
+    new = np.concatenate([det.state.values, [0.0, 1.4, 5.0]])
+    assert det._range_score(new, det.state.values.size).tolist() == [0.0, 0.0, pytest.approx(1.0)]
+
+
+def test_a_slide_past_the_old_extreme_in_small_steps_alarms() -> None:
+    """Each step is within the tolerance of the one before; together they leave the range."""
+    x = _sine(1000)
+    x[800:830] = -1.05 - 0.025 * np.arange(30)  # 2.5 % of the range per point, 36 % in all
+    s = score_series(x, CFG)
+    assert s[800:830].max() >= 0.9
+    step_by_step = score_series(x, replace(CFG, range_lag=1))  # HTM's rule: every earlier value
+    assert step_by_step[800:830].max() < 0.9
 
 
 def test_repeated_alarms_are_suppressed_then_rearm() -> None:
@@ -143,7 +154,7 @@ def test_state_saved_without_the_range_fields_loads() -> None:
     meta = json.loads(head)
     for key in ("vmin", "vmax", "burst_channels"):
         meta.pop(key)
-    for key in ("discord_cap", "burst_level", "burst_alarm"):  # settings added later
+    for key in ("discord_cap", "burst_level", "burst_alarm", "range_lag"):  # settings added later
         meta["config"].pop(key)
     old = StreamingDetector.from_bytes(json.dumps(meta).encode() + b"\n" + body)
     assert old.state.vmin is None and old.state.burst_channels == 0
