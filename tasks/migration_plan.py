@@ -620,23 +620,40 @@ class DocumentBuilder:
                 continue
             try:
                 doc[field] = conv(value)
-            except (ValueError, TypeError, ArithmeticError) as exc:
-                doc[field] = value.hex() if isinstance(value, bytes) else str(value)
-                self.bad_values.append(
-                    {
-                        "table": self.table,
-                        "key": {k: _plain(row[k]) for k in self.report_key},
-                        "column": col,
-                        "value": doc[field][:200],
-                        "error": f"{type(exc).__name__}: {exc}"[:300],
-                    }
-                )
+            except CONVERSION_ERRORS as exc:
+                key = {k: row[k] for k in self.report_key}
+                doc[field] = keep_unconvertible(value, exc, self.table, key, col, self.bad_values)
         return doc
 
 
-def _plain(value: Any) -> Any:
-    """A key value as reported: ints and None as they are, anything else as its string."""
-    return value if value is None or type(value) is int else str(value)
+#: What a converter raises on a value its column's type does not describe.
+CONVERSION_ERRORS = (ValueError, TypeError, ArithmeticError)
+
+
+def keep_unconvertible(
+    value: Any,
+    exc: BaseException,
+    table: str,
+    key: Mapping[str, Any],
+    column: str,
+    sink: list[dict[str, Any]],
+) -> str:
+    """The string a value that could not be converted is stored as; its report goes to `sink`.
+
+    The report names the table, the row's key (ints as they are, other values as strings),
+    the column, the value and the error.
+    """
+    kept = value.hex() if isinstance(value, bytes) else str(value)
+    sink.append(
+        {
+            "table": table,
+            "key": {k: v if v is None or type(v) is int else str(v) for k, v in key.items()},
+            "column": column,
+            "value": kept[:200],
+            "error": f"{type(exc).__name__}: {exc}"[:300],
+        }
+    )
+    return kept
 
 
 # --- canonical form for checksums ---------------------------------------------------------------

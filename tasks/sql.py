@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any, cast
 
@@ -328,19 +329,47 @@ def select_rows(engine: Engine, table: sa.Table) -> Any:
     return sa.select(table)
 
 
-def _start_document(
-    builder: Any,
+def _build_batch(
+    engine: Engine,
+    plan: Any,
     spec: Any,
-    row: Mapping[str, Any],
-    need: set[tuple[str, ...]],
-    by_key: dict[str, dict[tuple[Any, ...], dict[str, Any]]],
-) -> dict[str, Any]:
-    doc: dict[str, Any] = builder.build(row)
-    for e in spec.embeds:
-        doc[e.field] = []
-    for cols in need:
-        by_key.setdefault(",".join(cols), {})[tuple(row[c] for c in cols)] = doc
-    return doc
+    builder: Any,
+    rows: Iterable[Mapping[str, Any]],
+    lower: Sequence[Any] | None = None,
+    upper: Sequence[Any] | None = None,
+    ranged: bool = False,
+) -> BatchDocuments:
+    """The documents of parent `rows`, with their embedded children attached.
+
+    `ranged`: the children are read by the parents' key range (`lower`, `upper`), else by IN
+    lists of the parents' keys. `builder` may serve several batches (its occurrence count of
+    duplicate rows carries over); the values it could not convert move to this batch.
+    """
+    out = BatchDocuments()
+    by_key: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
+    need = {tuple(e.parent_columns) for e in spec.embeds}
+    for row in rows:
+        doc: dict[str, Any] = builder.build(row)
+        for e in spec.embeds:
+            doc[e.field] = []
+        for cols in need:
+            by_key.setdefault(",".join(cols), {})[tuple(row[c] for c in cols)] = doc
+        out.docs.append(doc)
+    out.rows = len(out.docs)
+    out.bad_values, builder.bad_values = builder.bad_values, []
+    if out.docs:
+        for emb in spec.embeds:
+            parents = by_key[",".join(emb.parent_columns)]
+            use_range = ranged and set(emb.parent_columns) == set(spec.key_columns)
+            _attach_children(engine, plan, spec, emb, parents, out, lower, upper, use_range, True)
+    return out
+
+
+def _parent_builder(engine: Engine, plan: Any, spec: Any) -> Any:
+    from tasks.migration_plan import DocumentBuilder
+
+    table = get_table(engine, spec.table)
+    return DocumentBuilder(spec.fields, plan.decimal_mode, id_spec=spec, kinds=_kinds(table))
 
 
 def read_batch_documents(
@@ -356,60 +385,31 @@ def read_batch_documents(
     Parents and children are both read ordered by the parent key (children restricted to the
     same key range), so one batch holds at most `batch_size` parents and their children.
     """
-    from tasks.migration_plan import DocumentBuilder
-
     table = get_table(engine, spec.table)
-    kinds = _kinds(table)
-    out = BatchDocuments()
-    builder = DocumentBuilder(spec.fields, plan.decimal_mode, id_spec=spec, kinds=kinds)
-    order = [table.c[c] for c in spec.key_columns]
     stmt = select_rows(engine, table)
     if spec.id_mode != "row_hash":
         stmt = stmt.where(range_condition(table, spec.key_columns, lower, upper))
     if since is not None:
         stmt = stmt.where(change_condition(engine, spec, since))
-    stmt = stmt.order_by(*order)
-    by_key: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
-    need = {tuple(e.parent_columns) for e in spec.embeds}
-    for row in stream_rows(engine, stmt):
-        out.docs.append(_start_document(builder, spec, row, need, by_key))
-    out.rows = len(out.docs)
-    out.bad_values.extend(builder.bad_values)
-    if not out.docs:
-        return out
-    ranged = (
-        since is None and set(spec.key_columns) == set(spec.embeds[0].parent_columns)
-        if spec.embeds
-        else False
-    )
-    for emb in spec.embeds:
-        parents = by_key[",".join(emb.parent_columns)]
-        use_range = ranged and set(emb.parent_columns) == set(spec.key_columns)
-        _attach_children(engine, plan, spec, emb, parents, out, lower, upper, use_range, top=True)
-    return out
+    stmt = stmt.order_by(*(table.c[c] for c in spec.key_columns))
+    first_embed = spec.embeds[0].parent_columns if spec.embeds else None
+    ranged = since is None and first_embed is not None and set(spec.key_columns) == set(first_embed)
+    rows = stream_rows(engine, stmt)
+    builder = _parent_builder(engine, plan, spec)
+    return _build_batch(engine, plan, spec, builder, rows, lower, upper, ranged)
 
 
 def read_documents_by_keys(
     engine: Engine, plan: Any, spec: Any, keys: Sequence[tuple[Any, ...]]
 ) -> BatchDocuments:
     """The documents of the rows whose primary key is in `keys` (a verification sample)."""
-    from tasks.migration_plan import DocumentBuilder
-
     table = get_table(engine, spec.table)
-    builder = DocumentBuilder(spec.fields, plan.decimal_mode, id_spec=spec, kinds=_kinds(table))
-    out = BatchDocuments()
-    by_key: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
-    need = {tuple(e.parent_columns) for e in spec.embeds}
-    for cond in _in_chunks([table.c[c] for c in spec.key_columns], list(keys)):
-        for row in stream_rows(engine, select_rows(engine, table).where(cond)):
-            out.docs.append(_start_document(builder, spec, row, need, by_key))
-    out.rows = len(out.docs)
-    out.bad_values.extend(builder.bad_values)
-    for emb in spec.embeds:
-        parents = by_key.get(",".join(emb.parent_columns), {})
-        if parents:
-            _attach_children(engine, plan, spec, emb, parents, out, None, None, False, top=True)
-    return out
+    rows = (
+        row
+        for cond in _in_chunks([table.c[c] for c in spec.key_columns], list(keys))
+        for row in stream_rows(engine, select_rows(engine, table).where(cond))
+    )
+    return _build_batch(engine, plan, spec, _parent_builder(engine, plan, spec), rows)
 
 
 def iter_unkeyed_documents(
@@ -421,31 +421,12 @@ def iter_unkeyed_documents(
     duplicates of a row are adjacent, and one builder numbers their occurrences across chunks);
     children embedded in it are looked up per chunk.
     """
-    from tasks.migration_plan import DocumentBuilder
-
     table = get_table(engine, spec.table)
-    builder = DocumentBuilder(spec.fields, plan.decimal_mode, id_spec=spec, kinds=_kinds(table))
     stmt = select_rows(engine, table).order_by(*(table.c[c] for c in spec.key_columns))
-    need = {tuple(e.parent_columns) for e in spec.embeds}
-
-    def finish(out: BatchDocuments, by_key: dict[str, Any]) -> BatchDocuments:
-        out.rows = len(out.docs)
-        out.bad_values.extend(builder.bad_values)
-        builder.bad_values.clear()
-        for emb in spec.embeds:
-            parents = by_key[",".join(emb.parent_columns)]
-            _attach_children(engine, plan, spec, emb, parents, out, None, None, False, top=True)
-        return out
-
-    out = BatchDocuments()
-    by_key: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
-    for row in stream_rows(engine, stmt):
-        out.docs.append(_start_document(builder, spec, row, need, by_key))
-        if len(out.docs) >= chunk:
-            yield finish(out, by_key)
-            out, by_key = BatchDocuments(), {}
-    if out.docs:
-        yield finish(out, by_key)
+    builder = _parent_builder(engine, plan, spec)
+    rows = iter(stream_rows(engine, stmt))
+    while batch := list(islice(rows, chunk)):
+        yield _build_batch(engine, plan, spec, builder, batch)
 
 
 def _attach_children(
@@ -460,7 +441,12 @@ def _attach_children(
     use_range: bool,
     top: bool,
 ) -> None:
-    from tasks.migration_plan import DocumentBuilder, converter
+    from tasks.migration_plan import (
+        CONVERSION_ERRORS,
+        DocumentBuilder,
+        converter,
+        keep_unconvertible,
+    )
 
     child = get_table(engine, emb.table)
     kinds = _kinds(child)
@@ -493,13 +479,11 @@ def _attach_children(
                 raw = row[emb.value_column]
                 try:
                     value = conv(raw)
-                except (ValueError, TypeError, ArithmeticError) as exc:
-                    value = str(raw)
-                    out.bad_values.append(
-                        {"table": emb.table, "key": {c: str(row[c]) for c in emb.key_columns},
-                         "column": emb.value_column, "value": value[:200],
-                         "error": f"{type(exc).__name__}: {exc}"[:300]}
-                    )  # fmt: skip
+                except CONVERSION_ERRORS as exc:
+                    row_key = {c: row[c] for c in emb.key_columns}
+                    value = keep_unconvertible(
+                        raw, exc, emb.table, row_key, emb.value_column, out.bad_values
+                    )
             else:
                 value = builder.build(row)
                 for s in emb.embeds:

@@ -502,3 +502,32 @@ def test_sampled_verification_counts_exactly_and_checks_the_sampled_ranges(
     with pytest.raises(MigrationFailed, match="documents 3502 != source rows 3503") as info:
         run(src, target, plan=plan, batch_size=100, verify_sample=500)
     assert f"_id={head[3]}: Name" in str(info.value)
+
+
+def test_a_bad_value_in_an_id_array_is_kept_and_named(
+    tmp_path: Path, target: Target, prefect_api: Any
+) -> None:
+    path = tmp_path / "tags.sqlite"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        conn.exec_driver_sql(
+            "CREATE TABLE item_tag (item_id INTEGER NOT NULL REFERENCES item(id), "
+            "tag_id INTEGER NOT NULL, PRIMARY KEY (item_id, tag_id))"
+        )
+        conn.execute(sa.text("INSERT INTO item VALUES (:i, :n)"),
+                     [{"i": i, "n": f"item {i}"} for i in range(1, 21)])  # fmt: skip
+        conn.execute(sa.text("INSERT INTO item_tag VALUES (:i, :t)"),
+                     [{"i": i, "t": t} for i in range(1, 21) for t in (1, 2)])  # fmt: skip
+        conn.exec_driver_sql("INSERT INTO item_tag VALUES (5, 'seven')")
+    engine.dispose()
+    src = source_block(f"sqlite:///{path}", "test-dbmig-tags")
+    plan = {"tables": {"item": {"arrays": [{"junction": "item_tag", "as": "tags",
+                                             "value": "tag_id"}]}}}  # fmt: skip
+    summary = run(src, target, plan=plan, verify_sample=0)
+    assert summary["verified"] is True
+    assert [(b["table"], b["key"], b["column"], b["value"]) for b in summary["bad_values"]] == [
+        ("item_tag", {"item_id": 5, "tag_id": "seven"}, "tag_id", "seven")
+    ]
+    assert sorted(target.db.item.find_one({"_id": 5})["tags"], key=str) == [1, 2, "seven"]
+    assert sum(len(d["tags"]) for d in target.db.item.find()) == 41
