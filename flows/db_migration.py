@@ -199,6 +199,7 @@ def db_migration(params: DbMigrationParams) -> dict[str, Any]:
                 table,
                 params.verify_sample,
                 max(params.batch_size, 5000),
+                caps["ferretdb"] is not None,
             )
             watch("verify", table, verify)
 
