@@ -39,7 +39,6 @@ BASELINE = {
     "raw_discord_weight": 0.0,
     "suppress": 0,
     "suppress_ratio": 0.0,
-    "novelty_window": 0,
     "value_cap": None,
     "spatial_tolerance": None,
 }

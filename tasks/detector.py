@@ -18,8 +18,7 @@ run only pays for its new points. `StreamingDetector` scores every point in [0, 
   `spatial_tolerance` of it (HTM's "spatial anomaly", which compares with every earlier value
   and so misses a slow slide past the old extreme) scores at least 0.9;
 * the score is the maximum of the channels' -log10(tail), squashed to [0, 1) (tail 1e-10 ->
-  0.5), so one threshold fits every series (`novelty_window` > 0 instead divides each channel's
-  statistic by its own recent maximum); every likelihood is capped (`value_cap`, `discord_cap`):
+  0.5), so one threshold fits every series; every likelihood is capped (`value_cap`, `discord_cap`):
   beyond 1e-20 a Gaussian tail is not credible, and an uncapped channel escalates point by point
   through a burst that a capped one has already announced;
 * a point keeps its score only when it exceeds every raw score of the previous `suppress` points
@@ -36,7 +35,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -65,7 +64,6 @@ class DetectorConfig:
     # the range is that of the values until this many points ago (1: every earlier value), so a
     # slide past the old extreme in steps each within the tolerance still alarms
     range_lag: int = 32
-    novelty_window: int = 0  # past window of the novelty ratio (0: likelihood scores)
     discord_weight: float = 1.0  # weight of the discord channel
     raw_discord_weight: float = 1.0  # weight of the amplitude-aware (not z-normalised) channel
     discord_cap: float | None = 20.0  # cap of the discord channels' -log10(tail) (None: no cap)
@@ -81,7 +79,9 @@ def _empty() -> np.ndarray:
     return np.zeros(0)
 
 
-ARRAYS = ("values", "dists", "recent", "dz_hist", "vz_hist", "rdists")
+ARRAYS = ("values", "dists", "recent", "rdists")
+#: The arrays of states saved before their names were: in this order, as many as their sizes.
+_UNNAMED_ARRAYS = ("values", "dists", "recent", "dz_hist", "vz_hist", "rdists")
 
 
 @dataclass
@@ -92,8 +92,6 @@ class DetectorState:
     values: np.ndarray = field(default_factory=_empty)  # last raw values
     dists: np.ndarray = field(default_factory=_empty)  # last discord distances
     recent: np.ndarray = field(default_factory=_empty)  # last raw combined scores
-    dz_hist: np.ndarray = field(default_factory=_empty)  # last discord statistics
-    vz_hist: np.ndarray = field(default_factory=_empty)  # last value statistics
     rdists: np.ndarray = field(default_factory=_empty)  # last raw (Euclidean) discord distances
     last_value: float | None = None
     vmin: float | None = None  # smallest and largest value until `range_lag` points ago
@@ -131,25 +129,6 @@ def _windowed_stats(
     return mean, np.sqrt(np.maximum(var, 0.0))
 
 
-def _novelty(hist: np.ndarray, new: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ratio of each new value to the maximum of the `window` values before it."""
-    prev = hist[-window:]
-    ext = np.concatenate([np.zeros(max(window - prev.size, 0)), prev, new])
-    past_max = sliding_window_view(ext, window)[: new.size].max(axis=1)
-    # no ratio until the statistic has a past of its own (at least a tenth of the window)
-    npos = np.cumsum(ext > 0)
-    past_count = npos[window - 1 : window - 1 + new.size] - np.concatenate([[0], npos])[: new.size]
-    ratio = new / np.maximum(past_max, 1e-9)
-    ratio[(new <= 0) | (past_count < window // 10)] = 0.0
-    return ratio, ext[-window:].copy()
-
-
-def _ratio_score(ratio: np.ndarray) -> np.ndarray:
-    """Map a novelty ratio to [0, 1): 1x the past maximum -> 0.5."""
-    r = np.minimum(np.maximum(ratio, 0.0), 1e6)
-    return r**2 / (1.0 + r**2)
-
-
 class StreamingDetector:
     """Left-matrix-profile anomaly detector with persisted state."""
 
@@ -168,6 +147,7 @@ class StreamingDetector:
             "vmin": self.state.vmin,
             "vmax": self.state.vmax,
             "burst_channels": self.state.burst_channels,
+            "arrays": list(ARRAYS),
             "sizes": [int(a.size) for a in arrays],
         }
         return json.dumps(meta).encode() + b"\n" + b"".join(a.tobytes() for a in arrays)
@@ -179,15 +159,17 @@ class StreamingDetector:
         try:
             meta = json.loads(head)
             flat = np.frombuffer(body, dtype=np.float64)
-            # states saved before an array was added have fewer sizes: the new ones start empty
-            sizes = [*meta["sizes"], *[0] * (len(ARRAYS) - len(meta["sizes"]))]
-            if flat.size != sum(sizes):
+            sizes = [int(n) for n in meta["sizes"]]
+            names = meta.get("arrays") or _UNNAMED_ARRAYS[: len(sizes)]
+            if flat.size != sum(sizes) or len(names) != len(sizes):
                 raise ValueError("array sizes do not match the header")
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"corrupt detector state: {exc}") from None
-        arrays, pos = {}, 0
-        for k, n in zip(ARRAYS, sizes, strict=True):
-            arrays[k] = flat[pos : pos + n].copy()
+        # arrays added since start empty; arrays no longer used (the novelty mode's) are skipped
+        arrays, pos = {k: _empty() for k in ARRAYS}, 0
+        for k, n in zip(names, sizes, strict=True):
+            if k in arrays:
+                arrays[k] = flat[pos : pos + n].copy()
             pos += n
         state = DetectorState(
             seen=int(meta["seen"]),
@@ -197,7 +179,8 @@ class StreamingDetector:
             burst_channels=int(meta.get("burst_channels", 0)),  # absent before the burst rule
             **arrays,
         )
-        return cls(DetectorConfig(**meta["config"]), state)
+        known = {f.name for f in fields(DetectorConfig)}  # settings since removed are dropped
+        return cls(DetectorConfig(**{k: v for k, v in meta["config"].items() if k in known}), state)
 
     # -- scoring -----------------------------------------------------------------------------
     @property
@@ -250,14 +233,12 @@ class StreamingDetector:
         b, h = new.size, hist.size
         dists_new, raw_new = self._profiles(allv, h)
         # discord likelihoods: short mean vs long distribution, excluding the short window
-        d_score, z, st.dists = self._likelihood(st.dists, dists_new, relative_floor=False)
+        d_score, st.dists = self._likelihood(st.dists, dists_new, relative_floor=False)
         d_score *= cfg.discord_weight
         # z-normalisation hides a change of amplitude (a lower daily peak, a quieter stretch):
         # the Euclidean distance of the raw subsequences sees it, in the series' own units
-        r_score, _rz, st.rdists = self._likelihood(st.rdists, raw_new, relative_floor=True)
+        r_score, st.rdists = self._likelihood(st.rdists, raw_new, relative_floor=True)
         r_score *= cfg.raw_discord_weight
-        zn_score = d_score
-        d_score = np.maximum(d_score, r_score)
         # value likelihood: two-sided
         vends = np.arange(h + 1, h + b + 1)
         vs_mean, _ = _windowed_stats(allv, vends, cfg.value_short)
@@ -271,17 +252,8 @@ class StreamingDetector:
             v_nlt = np.minimum(v_nlt, cfg.value_cap)
         v_score = _squash(v_nlt) * cfg.value_weight
         v_score[vends < cfg.min_history] = 0.0
-        if cfg.novelty_window > 0:
-            # novelty: how far a statistic exceeds its own maximum over the recent past; unitless,
-            # so one threshold fits every series
-            dzn = np.where(np.isfinite(z) & (d_score > 0), np.maximum(z, 0.0), 0.0)
-            rd, st.dz_hist = _novelty(st.dz_hist, dzn, cfg.novelty_window)
-            rv, st.vz_hist = _novelty(st.vz_hist, vz * (v_score > 0), cfg.novelty_window)
-            d_score = _ratio_score(rd) * cfg.discord_weight
-            v_score = _ratio_score(rv) * cfg.value_weight
-            zn_score, r_score = d_score, np.zeros(b)
         g_score = self._range_score(allv, h) if cfg.spatial_tolerance is not None else np.zeros(b)
-        channels = np.stack([zn_score, r_score, v_score, g_score])  # in the order of CHANNELS
+        channels = np.stack([d_score, r_score, v_score, g_score])  # in the order of CHANNELS
         combined = channels.max(axis=0)
         # probation and suppression of repeats (sequential: cheap)
         seen = st.seen + np.arange(1, b + 1)
@@ -333,8 +305,8 @@ class StreamingDetector:
 
     def _likelihood(
         self, hist: np.ndarray, new: np.ndarray, relative_floor: bool
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Anomaly likelihood of new distances given the previous ones: (score, z, history)."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Anomaly likelihood of new distances given the previous ones: (score, history)."""
         cfg = self.config
         b = new.size
         dall = np.concatenate([hist, new])
@@ -353,7 +325,7 @@ class StreamingDetector:
             nlt = np.minimum(nlt, cfg.discord_cap)
         score = np.where(z > 0, _squash(nlt), 0.0)
         score[~np.isfinite(new) | (n_valid < cfg.min_history)] = 0.0
-        return score, z, dall[-(cfg.long_window + cfg.short_window) :].copy()
+        return score, dall[-(cfg.long_window + cfg.short_window) :].copy()
 
     def _range_score(self, allv: np.ndarray, h: int) -> np.ndarray:
         """Score of the points after index `h` of `allv` beyond the range by `spatial_tolerance`.

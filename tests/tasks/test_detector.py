@@ -169,3 +169,22 @@ def test_amplitude_change_is_seen_by_the_raw_profile_only() -> None:
     assert np.nanmax(raw[1200:1232]) > 3 * np.nanmax(raw[300:1190])
     assert score_series(x, CFG)[1200:1300].max() > 0.5
     assert score_series(x, replace(CFG, raw_discord_weight=0.0))[1200:1300].max() < 0.5
+
+
+def test_state_saved_by_the_novelty_era_loads_and_keeps_its_history() -> None:
+    det = StreamingDetector(CFG)
+    det.update(_sine(400))
+    st = det.state
+    # the layout before arrays were named: values, dists, recent, dz_hist, vz_hist, rdists,
+    # and a config with the since-removed novelty setting
+    old_arrays = [st.values, st.dists, st.recent, np.ones(7), np.ones(5), st.rdists]
+    config = {**json.loads(det.to_bytes().partition(b"\n")[0])["config"], "novelty_window": 1000}
+    meta = {"config": config, "seen": st.seen, "last_value": st.last_value,
+            "sizes": [int(a.size) for a in old_arrays]}  # fmt: skip
+    data = json.dumps(meta).encode() + b"\n" + b"".join(a.tobytes() for a in old_arrays)
+    old = StreamingDetector.from_bytes(data)
+    np.testing.assert_array_equal(old.state.values, st.values)
+    np.testing.assert_array_equal(old.state.rdists, st.rdists)
+    assert old.state.seen == 400 and old.update(_sine(50)).shape == (50,)
+    with pytest.raises(ValueError, match="corrupt detector state"):
+        StreamingDetector.from_bytes(data[:-8])
